@@ -1,0 +1,400 @@
+//! The event ABI shared by tracer's kernel programs and its userspace.
+//!
+//! Every record written by the kernel side starts with a [`Header`] whose `kind`
+//! says which fixed struct follows and whose `size` is the length of the whole
+//! record, trailing variable data included. All structs are `#[repr(C)]`, carry
+//! no `bool` and no implicit padding, and their sizes are pinned by assertions
+//! below so that both sides agree or fail to build.
+//!
+//! Kernel struct field offsets are not compiled in: userspace reads them from the
+//! running kernel's BTF and hands them to the programs as the load-time global
+//! [`Offsets`] (every field the programs read is named there).
+#![no_std]
+
+#[cfg(test)]
+extern crate std;
+
+/// Name of the ring buffer map all events go through.
+pub const MAP_EVENTS: &str = "EVENTS";
+/// Name of the per-CPU counter map of records that could not be written.
+pub const MAP_LOST: &str = "LOST";
+/// Name of the per-CPU scratch map exec records are built in.
+pub const MAP_SCRATCH: &str = "SCRATCH";
+/// Name of the scratch map the task iterator builds its records in.
+pub const MAP_ITER_SCRATCH: &str = "ITER_SCRATCH";
+/// Name of the load-time global holding [`Config`].
+pub const GLOBAL_CONFIG: &str = "CONFIG";
+/// Name of the load-time global holding [`Offsets`].
+pub const GLOBAL_OFFSETS: &str = "OFFSETS";
+
+/// Program names, as the functions are called in the eBPF object.
+pub mod prog {
+    pub const FORK: &str = "sched_process_fork";
+    pub const EXEC: &str = "sched_process_exec";
+    pub const EXIT: &str = "sched_process_exit";
+    pub const RENAME: &str = "task_rename";
+    pub const ITER_TASK: &str = "iter_task";
+}
+
+/// Length of `task_struct::comm`.
+pub const COMM_LEN: usize = 16;
+/// Longest file name an exec record carries (the kernel's PATH_MAX).
+pub const FILENAME_MAX: usize = 4096;
+/// Largest argv a record can carry; the configured limit is at most this.
+pub const ARGV_CAPACITY: usize = 256 * 1024;
+/// Default argv capture limit.
+pub const ARGV_DEFAULT: u32 = 32 * 1024;
+/// Size of one scratch buffer (per CPU) in which variable-length records are built.
+pub const SCRATCH_SIZE: usize = size_of::<ExecEvent>() + FILENAME_MAX + ARGV_CAPACITY;
+/// Largest argv the task iterator copies per task. A bpf_seq_write must fit the
+/// iterator's 8-page seq buffer, so start-up argv is capped below that (and flagged).
+pub const ITER_ARGV_MAX: usize = 16 * 1024;
+/// Largest file name (executable's base name) the task iterator copies.
+pub const ITER_FILENAME_MAX: usize = 256;
+/// Size of the iterator's scratch buffer.
+pub const ITER_SCRATCH_SIZE: usize = size_of::<SnapshotEvent>() + ITER_FILENAME_MAX + ITER_ARGV_MAX;
+
+/// Value stored in an [`Offsets`] field the running kernel does not have.
+pub const OFFSET_MISSING: u32 = u32::MAX;
+
+/// Record kinds. The numbers are part of the ABI: never reuse one.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A new process: fork, vfork or clone without CLONE_THREAD.
+    Fork = 1,
+    /// A new thread in an existing process: clone with CLONE_THREAD.
+    Clone = 2,
+    /// A successful execve/execveat.
+    Exec = 3,
+    /// A thread ended; its process lives on.
+    ThreadExit = 4,
+    /// The last thread of a process ended: the process is gone.
+    ProcessExit = 5,
+    /// A thread's comm changed (prctl PR_SET_NAME, pthread_setname_np, exec).
+    Rename = 6,
+    /// One task as found by the task iterator.
+    Snapshot = 7,
+}
+
+impl Kind {
+    /// The kind for a raw tag, if it is one this build knows.
+    pub const fn from_u32(v: u32) -> Option<Kind> {
+        Some(match v {
+            1 => Kind::Fork,
+            2 => Kind::Clone,
+            3 => Kind::Exec,
+            4 => Kind::ThreadExit,
+            5 => Kind::ProcessExit,
+            6 => Kind::Rename,
+            7 => Kind::Snapshot,
+            _ => return None,
+        })
+    }
+
+    /// Size of the fixed part of a record of this kind.
+    pub const fn fixed_size(self) -> usize {
+        match self {
+            Kind::Fork | Kind::Clone => size_of::<ForkEvent>(),
+            Kind::Exec => size_of::<ExecEvent>(),
+            Kind::ThreadExit | Kind::ProcessExit => size_of::<ExitEvent>(),
+            Kind::Rename => size_of::<RenameEvent>(),
+            Kind::Snapshot => size_of::<SnapshotEvent>(),
+        }
+    }
+}
+
+/// Starts every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Header {
+    /// A [`Kind`] as u32.
+    pub kind: u32,
+    /// Size of the whole record in bytes, trailing data included.
+    pub size: u32,
+    /// `bpf_ktime_get_boot_ns()` when the record was made.
+    pub ts_ns: u64,
+    /// CPU the record was made on.
+    pub cpu: u32,
+    pub _pad: u32,
+}
+
+/// `Task::flags`: the task is a kernel thread (PF_KTHREAD).
+pub const TASK_KTHREAD: u32 = 1;
+/// `Task::flags`: the task was already exiting (PF_EXITING) when read.
+pub const TASK_EXITING: u32 = 2;
+/// `Task::flags`: the task is the leader of its thread group.
+pub const TASK_LEADER: u32 = 4;
+
+/// What every record says of the task it is about.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Task {
+    /// `start_boottime` of this task (ns since boot). With `tid`, its identity.
+    pub start_ns: u64,
+    /// `start_boottime` of the thread group leader: with `tgid`, the process identity.
+    pub leader_start_ns: u64,
+    /// `start_boottime` of the real parent's thread group leader.
+    pub parent_start_ns: u64,
+    /// Id of the task's cgroup on the default (v2) hierarchy.
+    pub cgroup_id: u64,
+    pub tid: u32,
+    pub tgid: u32,
+    /// Thread group id of `real_parent`.
+    pub ppid: u32,
+    /// The tid as seen inside the task's own pid namespace.
+    pub ns_tid: u32,
+    /// The tgid as seen inside the task's own pid namespace.
+    pub ns_tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Inode number of the task's pid namespace.
+    pub pidns: u32,
+    /// Inode number of the task's mount namespace (0 when it has none any more).
+    pub mntns: u32,
+    /// `TASK_*` bits.
+    pub flags: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// [`Kind::Fork`] and [`Kind::Clone`]: `task` is the new task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForkEvent {
+    pub header: Header,
+    pub task: Task,
+    /// The thread that called fork/clone.
+    pub creator_tid: u32,
+    pub _pad: u32,
+}
+
+/// `ExecEvent::flags` / `SnapshotEvent::flags`: argv was cut at the limit.
+pub const ARGV_TRUNCATED: u32 = 1;
+/// The file name was cut at its limit.
+pub const FILENAME_TRUNCATED: u32 = 2;
+/// argv could not be read at all (its length fields are 0).
+pub const ARGV_UNREADABLE: u32 = 4;
+
+/// [`Kind::Exec`]: `task` as it is after the exec. Followed by `filename_len`
+/// bytes of file name (no NUL) and `argv_len` bytes of argv (NUL separated).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecEvent {
+    pub header: Header,
+    pub task: Task,
+    /// The tid that called exec. Differs from `task.tid` when a non-leader thread exec'd.
+    pub old_tid: u32,
+    pub filename_len: u32,
+    pub argv_len: u32,
+    /// Length of the whole argv area in the new program's memory.
+    pub argv_real_len: u32,
+    /// `ARGV_*` / `FILENAME_*` bits.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// [`Kind::ThreadExit`] and [`Kind::ProcessExit`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitEvent {
+    pub header: Header,
+    pub task: Task,
+    /// The exiting thread's own exit code, wait-status encoded.
+    pub exit_code: u32,
+    /// For a process exit: the status its parent's wait() sees (wait-status encoded:
+    /// `(status << 8) | signal | 0x80 if core dumped`). Equal to `exit_code` otherwise.
+    pub status: u32,
+    /// For a process exit with children: the tgid of the process its children are
+    /// being reparented to (nearest child-subreaper ancestor in the same pid
+    /// namespace, else that namespace's init), computed as the kernel does. 0 otherwise.
+    pub reaper_tgid: u32,
+    /// `start_boottime` of that reaper's thread group leader.
+    pub _pad: u32,
+    pub reaper_start_ns: u64,
+}
+
+/// [`Kind::Rename`]: `task.comm` is the old name.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RenameEvent {
+    pub header: Header,
+    pub task: Task,
+    pub new_comm: [u8; COMM_LEN],
+}
+
+/// [`Kind::Snapshot`]: one task found by the task iterator. Followed by
+/// `filename_len` bytes of the executable's base name and `argv_len` bytes of argv.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SnapshotEvent {
+    pub header: Header,
+    pub task: Task,
+    /// User and system CPU time of the task, ns.
+    pub utime_ns: u64,
+    pub stime_ns: u64,
+    /// Resident pages of the task's mm (file + anon + shmem), 0 for kernel threads.
+    pub rss_pages: u64,
+    pub filename_len: u32,
+    pub argv_len: u32,
+    pub argv_real_len: u32,
+    pub flags: u32,
+    /// `exit_state` of the task (non-zero: zombie or dead).
+    pub exit_state: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(size_of::<Header>() == 24);
+const _: () = assert!(size_of::<Task>() == 88);
+const _: () = assert!(size_of::<ForkEvent>() == 120);
+const _: () = assert!(size_of::<ExecEvent>() == 136);
+const _: () = assert!(size_of::<ExitEvent>() == 136);
+const _: () = assert!(size_of::<RenameEvent>() == 128);
+const _: () = assert!(size_of::<SnapshotEvent>() == 160);
+const _: () = assert!(ARGV_CAPACITY.is_power_of_two() && ITER_ARGV_MAX.is_power_of_two());
+const _: () = assert!(FILENAME_MAX.is_power_of_two() && ITER_FILENAME_MAX.is_power_of_two());
+
+/// Settings handed to the kernel programs at load time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// argv bytes to capture per exec (at most [`ARGV_CAPACITY`]).
+    pub argv_max: u32,
+    /// 1 when `sched_process_exit` passes `group_dead` as its second argument
+    /// (Linux 6.16+); otherwise the programs read `signal->live`.
+    pub exit_has_group_dead: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { argv_max: ARGV_DEFAULT, exit_has_group_dead: 1 }
+    }
+}
+
+macro_rules! offsets {
+    ($( $(#[$m:meta])* $field:ident ),* $(,)?) => {
+        /// Byte offsets of every kernel struct field the programs read, taken from
+        /// the running kernel's BTF at load time. Field names are `<struct>_<path>`.
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct Offsets {
+            $( $(#[$m])* pub $field: u32, )*
+        }
+
+        impl Offsets {
+            /// All offsets unknown.
+            pub const MISSING: Offsets = Offsets { $( $field: OFFSET_MISSING, )* };
+
+            /// Every field by name, for diagnostics and for the resolver.
+            pub fn fields_mut(&mut self) -> [(&'static str, &mut u32); Offsets::COUNT] {
+                [$( (stringify!($field), &mut self.$field), )*]
+            }
+
+            /// Every field by name.
+            pub fn fields(&self) -> [(&'static str, u32); Offsets::COUNT] {
+                [$( (stringify!($field), self.$field), )*]
+            }
+
+            pub const COUNT: usize = [$( stringify!($field), )*].len();
+        }
+    };
+}
+
+offsets! {
+    task_struct_pid,
+    task_struct_tgid,
+    task_struct_real_parent,
+    task_struct_group_leader,
+    task_struct_comm,
+    task_struct_flags,
+    task_struct_start_boottime,
+    task_struct_real_cred,
+    task_struct_cgroups,
+    task_struct_thread_pid,
+    task_struct_nsproxy,
+    task_struct_signal,
+    task_struct_exit_code,
+    task_struct_exit_state,
+    task_struct_mm,
+    task_struct_utime,
+    /// `task_struct.children` (a list_head): empty when it points at itself.
+    task_struct_children,
+    task_struct_stime,
+    cred_uid,
+    cred_gid,
+    css_set_dfl_cgrp,
+    cgroup_kn,
+    kernfs_node_id,
+    pid_level,
+    pid_numbers,
+    /// `sizeof(struct upid)`.
+    upid_size,
+    upid_nr,
+    upid_ns,
+    pid_namespace_ns_inum,
+    nsproxy_mnt_ns,
+    mnt_namespace_ns_inum,
+    signal_struct_live,
+    signal_struct_flags,
+    signal_struct_group_exit_code,
+    /// Bit offset (from the start of signal_struct) of the bitfield `is_child_subreaper`.
+    signal_struct_is_child_subreaper_bit,
+    /// Bit offset of the bitfield `has_child_subreaper`.
+    signal_struct_has_child_subreaper_bit,
+    pid_namespace_child_reaper,
+    mm_struct_arg_start,
+    mm_struct_arg_end,
+    mm_struct_exe_file,
+    mm_struct_rss_stat,
+    percpu_counter_count,
+    /// `sizeof(struct percpu_counter)`.
+    percpu_counter_size,
+    file_f_path_dentry,
+    dentry_d_name_name,
+    linux_binprm_filename,
+}
+
+const _: () = assert!(size_of::<Offsets>() == Offsets::COUNT * 4);
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain #[repr(C)] structs of integers with no padding (sizes asserted above).
+    unsafe impl aya::Pod for super::Config {}
+    // SAFETY: as above: only u32 fields.
+    unsafe impl aya::Pod for super::Offsets {}
+}
+
+/// Turns a NUL-padded comm into its text bytes.
+pub fn comm_bytes(comm: &[u8; COMM_LEN]) -> &[u8] {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+    &comm[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in [Kind::Fork, Kind::Clone, Kind::Exec, Kind::ThreadExit, Kind::ProcessExit, Kind::Rename, Kind::Snapshot] {
+            assert_eq!(Kind::from_u32(k as u32), Some(k));
+        }
+        assert_eq!(Kind::from_u32(0), None);
+        assert_eq!(Kind::from_u32(8), None);
+    }
+
+    #[test]
+    fn offsets_fields_are_named() {
+        let o = Offsets::MISSING;
+        let names: std::vec::Vec<_> = o.fields().iter().map(|(n, _)| *n).collect();
+        assert!(names.contains(&"task_struct_pid"));
+        assert_eq!(names.len(), Offsets::COUNT);
+    }
+
+    #[test]
+    fn comm_stops_at_nul() {
+        let mut c = [0u8; COMM_LEN];
+        c[..3].copy_from_slice(b"abc");
+        assert_eq!(comm_bytes(&c), b"abc");
+        assert_eq!(comm_bytes(&[b'x'; COMM_LEN]).len(), COMM_LEN);
+    }
+}

@@ -1,0 +1,165 @@
+//! Reading kernel structs.
+//!
+//! Offsets come from the load-time global [`OFFSETS`], filled by userspace from the
+//! running kernel's BTF (see `tracer_abi::Offsets`, the one list of every field read
+//! here). Every read goes through `bpf_probe_read_kernel`, so a wrong or missing
+//! offset yields zeros, never a fault.
+
+use aya_ebpf::helpers::generated::{
+    bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
+};
+use tracer_abi::{COMM_LEN, Config, OFFSET_MISSING, Offsets, TASK_EXITING, TASK_KTHREAD, TASK_LEADER, Task};
+
+/// Kernel struct field offsets of the running kernel, set by userspace at load time.
+#[unsafe(no_mangle)]
+pub(crate) static OFFSETS: Offsets = Offsets::MISSING;
+
+/// Program settings, set by userspace at load time.
+#[unsafe(no_mangle)]
+static CONFIG: Config = Config { argv_max: tracer_abi::ARGV_DEFAULT, exit_has_group_dead: 1 };
+
+/// `PF_EXITING` in `task_struct::flags`.
+const PF_EXITING: u32 = 0x0000_0004;
+/// `PF_KTHREAD` in `task_struct::flags`.
+const PF_KTHREAD: u32 = 0x0020_0000;
+/// Deepest pid namespace nesting read (the kernel's MAX_PID_NS_LEVEL is 32).
+const MAX_PID_NS_LEVEL: u32 = 32;
+
+/// One offset from [`OFFSETS`], read so the compiler cannot fold the placeholder.
+macro_rules! off {
+    ($field:ident) => {
+        // SAFETY: reading a plain u32 of a static.
+        unsafe { core::ptr::read_volatile(&raw const $crate::kernel::OFFSETS.$field) }
+    };
+}
+pub(crate) use off;
+
+/// The load-time configuration.
+#[inline(always)]
+pub fn config_argv_max() -> u32 {
+    // SAFETY: reading a plain u32 of a static.
+    unsafe { core::ptr::read_volatile(&raw const CONFIG.argv_max) }
+}
+
+#[inline(always)]
+pub fn config_exit_has_group_dead() -> bool {
+    // SAFETY: reading a plain u32 of a static.
+    unsafe { core::ptr::read_volatile(&raw const CONFIG.exit_has_group_dead) != 0 }
+}
+
+/// Reads a `T` at `base + off` of kernel memory; zero when it cannot be read.
+#[inline(always)]
+pub fn read<T: Copy + Default>(base: usize, off: u32) -> T {
+    if base == 0 || off == OFFSET_MISSING {
+        return T::default();
+    }
+    let mut v = T::default();
+    // SAFETY: the helper checks the source address; the destination is our own local.
+    let r = unsafe {
+        bpf_probe_read_kernel(
+            (&raw mut v).cast(),
+            size_of::<T>() as u32,
+            (base + off as usize) as *const core::ffi::c_void,
+        )
+    };
+    if r < 0 { T::default() } else { v }
+}
+
+/// Reads a kernel pointer at `base + off`.
+#[inline(always)]
+pub fn read_ptr(base: usize, off: u32) -> usize {
+    read::<u64>(base, off) as usize
+}
+
+/// Copies `comm` out of a task into `dst`.
+#[inline(always)]
+pub fn read_comm(task: usize, dst: &mut [u8; COMM_LEN]) {
+    let off = off!(task_struct_comm);
+    // SAFETY: the helper checks the source; dst is 16 writable bytes.
+    let r = unsafe {
+        bpf_probe_read_kernel(
+            dst.as_mut_ptr().cast(),
+            COMM_LEN as u32,
+            (task + off as usize) as *const core::ffi::c_void,
+        )
+    };
+    if r < 0 {
+        *dst = [0; COMM_LEN];
+    }
+}
+
+/// Copies a NUL-terminated kernel string of at most 16 bytes into `dst`, zero padded.
+#[inline(always)]
+pub fn read_comm_str(src: usize, dst: &mut [u8; COMM_LEN]) {
+    *dst = [0; COMM_LEN];
+    // SAFETY: the helper checks the source; dst is 16 writable bytes.
+    unsafe {
+        bpf_probe_read_kernel_str(dst.as_mut_ptr().cast(), COMM_LEN as u32, src as *const core::ffi::c_void);
+    }
+}
+
+/// The thread id of the current task.
+#[inline(always)]
+pub fn current_tid() -> u32 {
+    // SAFETY: no arguments.
+    (unsafe { bpf_get_current_pid_tgid() }) as u32
+}
+
+/// Fills `t` with everything a record says of `task`. Writes every field.
+#[inline(always)]
+pub fn fill_task(task: usize, t: &mut Task) {
+    let tid = read::<u32>(task, off!(task_struct_pid));
+    let tgid = read::<u32>(task, off!(task_struct_tgid));
+    t.tid = tid;
+    t.tgid = tgid;
+    t.start_ns = read::<u64>(task, off!(task_struct_start_boottime));
+
+    let leader = read_ptr(task, off!(task_struct_group_leader));
+    t.leader_start_ns = if leader == task { t.start_ns } else { read::<u64>(leader, off!(task_struct_start_boottime)) };
+
+    let parent = read_ptr(task, off!(task_struct_real_parent));
+    t.ppid = read::<u32>(parent, off!(task_struct_tgid));
+    let parent_leader = read_ptr(parent, off!(task_struct_group_leader));
+    t.parent_start_ns = read::<u64>(parent_leader, off!(task_struct_start_boottime));
+
+    let cred = read_ptr(task, off!(task_struct_real_cred));
+    t.uid = read::<u32>(cred, off!(cred_uid));
+    t.gid = read::<u32>(cred, off!(cred_gid));
+
+    let css = read_ptr(task, off!(task_struct_cgroups));
+    let cgrp = read_ptr(css, off!(css_set_dfl_cgrp));
+    let kn = read_ptr(cgrp, off!(cgroup_kn));
+    t.cgroup_id = read::<u64>(kn, off!(kernfs_node_id));
+
+    // The pid as seen in the task's own (deepest) pid namespace: pid->numbers[pid->level].
+    let pid = read_ptr(task, off!(task_struct_thread_pid));
+    let level = read::<u32>(pid, off!(pid_level)).min(MAX_PID_NS_LEVEL);
+    let upid_off = off!(pid_numbers).wrapping_add(level.wrapping_mul(off!(upid_size)));
+    t.ns_tid = read::<u32>(pid, upid_off.wrapping_add(off!(upid_nr)));
+    let ns = read_ptr(pid, upid_off.wrapping_add(off!(upid_ns)));
+    t.pidns = read::<u32>(ns, off!(pid_namespace_ns_inum));
+    t.ns_tgid = if leader == task {
+        t.ns_tid
+    } else {
+        let lpid = read_ptr(leader, off!(task_struct_thread_pid));
+        read::<u32>(lpid, upid_off.wrapping_add(off!(upid_nr)))
+    };
+
+    let nsproxy = read_ptr(task, off!(task_struct_nsproxy));
+    let mnt_ns = read_ptr(nsproxy, off!(nsproxy_mnt_ns));
+    t.mntns = read::<u32>(mnt_ns, off!(mnt_namespace_ns_inum));
+
+    let pf = read::<u32>(task, off!(task_struct_flags));
+    let mut flags = 0;
+    if pf & PF_KTHREAD != 0 {
+        flags |= TASK_KTHREAD;
+    }
+    if pf & PF_EXITING != 0 {
+        flags |= TASK_EXITING;
+    }
+    if tid == tgid {
+        flags |= TASK_LEADER;
+    }
+    t.flags = flags;
+    read_comm(task, &mut t.comm);
+}

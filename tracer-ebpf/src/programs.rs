@@ -1,0 +1,386 @@
+//! The programs and the records they write.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::generated::{
+        bpf_copy_from_user_task, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
+        bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_ringbuf_output, bpf_seq_write,
+    },
+    macros::{btf_tracepoint, map},
+    maps::{Array, PerCpuArray, RingBuf},
+    programs::BtfTracePointContext,
+};
+use tracer_abi::{
+    ARGV_CAPACITY, ARGV_TRUNCATED, ARGV_UNREADABLE, ExecEvent, ExitEvent, FILENAME_MAX,
+    FILENAME_TRUNCATED, ForkEvent, Header, ITER_ARGV_MAX, ITER_FILENAME_MAX, ITER_SCRATCH_SIZE,
+    Kind, RenameEvent, SCRATCH_SIZE, SnapshotEvent, TASK_LEADER,
+};
+
+use crate::kernel::{
+    config_argv_max, config_exit_has_group_dead, current_tid, fill_task, off, read, read_comm_str,
+    read_ptr,
+};
+
+/// Every record goes through this ring buffer. Its size is set by userspace at load.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Records that could not be written (ring buffer full), per CPU.
+#[map]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Variable-length records are built here, one slot per CPU (userspace sets
+/// max_entries to the number of possible CPUs). A plain array indexed by CPU, not a
+/// per-CPU array, because per-CPU values are limited to 32 KiB.
+#[map]
+static SCRATCH: Array<Scratch> = Array::with_max_entries(1, 0);
+
+/// The task iterator's record buffer: one reader at a time.
+#[map]
+static ITER_SCRATCH: Array<IterScratch> = Array::with_max_entries(1, 0);
+
+#[repr(C, align(8))]
+pub struct Scratch {
+    buf: [u8; SCRATCH_SIZE],
+}
+
+#[repr(C, align(8))]
+pub struct IterScratch {
+    buf: [u8; ITER_SCRATCH_SIZE],
+}
+
+/// `SIGNAL_GROUP_EXIT` in `signal_struct::flags`.
+const SIGNAL_GROUP_EXIT: u32 = 0x0000_0004;
+
+#[inline(always)]
+fn count_lost() {
+    if let Some(p) = LOST.get_ptr_mut(0) {
+        // SAFETY: a per-CPU slot of our own map; programs of one CPU do not nest here.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+fn header(kind: Kind, size: usize) -> Header {
+    Header {
+        kind: kind as u32,
+        size: size as u32,
+        // SAFETY: helpers without arguments.
+        ts_ns: unsafe { bpf_ktime_get_boot_ns() },
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        _pad: 0,
+    }
+}
+
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
+    let child: usize = ctx.arg(1);
+    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
+        count_lost();
+        return 0;
+    };
+    // SAFETY: the entry is as large as a ForkEvent and 8-byte aligned; every field is written below.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_task(child, &mut ev.task);
+    let kind = if ev.task.flags & TASK_LEADER != 0 { Kind::Fork } else { Kind::Clone };
+    ev.creator_tid = current_tid();
+    ev._pad = 0;
+    ev.header = header(kind, size_of::<ForkEvent>());
+    entry.submit(0);
+    0
+}
+
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
+    let task: usize = ctx.arg(0);
+    let group_dead = if config_exit_has_group_dead() {
+        ctx.arg::<u64>(1) & 0xff != 0
+    } else {
+        let signal = read_ptr(task, off!(task_struct_signal));
+        read::<i32>(signal, off!(signal_struct_live)) == 0
+    };
+    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
+        count_lost();
+        return 0;
+    };
+    // SAFETY: as in sched_process_fork.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_task(task, &mut ev.task);
+    let code = read::<u32>(task, off!(task_struct_exit_code));
+    ev.exit_code = code;
+    ev.status = code;
+    let kind = if group_dead {
+        // What the parent's wait() will see: the group exit code after exit_group()
+        // or a fatal signal, else the leader's own exit code.
+        let signal = read_ptr(task, off!(task_struct_signal));
+        let sflags = read::<u32>(signal, off!(signal_struct_flags));
+        ev.status = if sflags & SIGNAL_GROUP_EXIT != 0 {
+            read::<u32>(signal, off!(signal_struct_group_exit_code))
+        } else {
+            let leader = read_ptr(task, off!(task_struct_group_leader));
+            read::<u32>(leader, off!(task_struct_exit_code))
+        };
+        let reaper = find_reaper(task);
+        ev.reaper_tgid = read::<u32>(reaper, off!(task_struct_tgid));
+        let leader = read_ptr(reaper, off!(task_struct_group_leader));
+        ev.reaper_start_ns = read::<u64>(leader, off!(task_struct_start_boottime));
+        Kind::ProcessExit
+    } else {
+        ev.reaper_tgid = 0;
+        ev.reaper_start_ns = 0;
+        Kind::ThreadExit
+    };
+    ev._pad = 0;
+    ev.header = header(kind, size_of::<ExitEvent>());
+    entry.submit(0);
+    0
+}
+
+/// Deepest ancestor chain walked to find a child subreaper.
+const MAX_ANCESTORS: u32 = 64;
+
+/// Reads a one-bit bitfield at bit offset `bit` of the struct at `base`.
+#[inline(always)]
+fn read_bit(base: usize, bit: u32) -> bool {
+    if bit == tracer_abi::OFFSET_MISSING {
+        return false;
+    }
+    (read::<u8>(base, bit / 8) >> (bit % 8)) & 1 != 0
+}
+
+/// The task the children of the exiting process `task` are reparented to, found as
+/// the kernel's find_new_reaper() does: the nearest ancestor in the same pid
+/// namespace that is a child subreaper with a live thread, else the namespace's
+/// init. 0 when the process has no children or is that init itself.
+#[inline(always)]
+fn find_reaper(task: usize) -> usize {
+    let head = task + off!(task_struct_children) as usize;
+    let first = read_ptr(task, off!(task_struct_children));
+    if first == 0 || first == head {
+        return 0;
+    }
+    let pid = read_ptr(task, off!(task_struct_thread_pid));
+    let level = read::<u32>(pid, off!(pid_level));
+    let upid_off = off!(pid_numbers).wrapping_add(level.min(32).wrapping_mul(off!(upid_size)));
+    let ns = read_ptr(pid, upid_off.wrapping_add(off!(upid_ns)));
+    let child_reaper = read_ptr(ns, off!(pid_namespace_child_reaper));
+    let tgid = read::<u32>(task, off!(task_struct_tgid));
+    if read::<u32>(child_reaper, off!(task_struct_tgid)) == tgid {
+        return 0;
+    }
+    let signal = read_ptr(task, off!(task_struct_signal));
+    if read_bit(signal, off!(signal_struct_has_child_subreaper_bit)) {
+        let mut r = read_ptr(task, off!(task_struct_real_parent));
+        let mut i = 0;
+        while i < MAX_ANCESTORS {
+            let rpid = read_ptr(r, off!(task_struct_thread_pid));
+            if r == 0 || read::<u32>(rpid, off!(pid_level)) != level || read::<u32>(r, off!(task_struct_tgid)) == 0 {
+                break;
+            }
+            let rs = read_ptr(r, off!(task_struct_signal));
+            if read_bit(rs, off!(signal_struct_is_child_subreaper_bit)) && read::<i32>(rs, off!(signal_struct_live)) > 0 {
+                return r;
+            }
+            r = read_ptr(r, off!(task_struct_real_parent));
+            i += 1;
+        }
+    }
+    child_reaper
+}
+
+#[btf_tracepoint(function = "task_rename")]
+pub fn task_rename(ctx: BtfTracePointContext) -> i32 {
+    let task: usize = ctx.arg(0);
+    let comm: usize = ctx.arg(1);
+    let Some(mut entry) = EVENTS.reserve::<RenameEvent>(0) else {
+        count_lost();
+        return 0;
+    };
+    // SAFETY: as in sched_process_fork.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_task(task, &mut ev.task);
+    read_comm_str(comm, &mut ev.new_comm);
+    ev.header = header(Kind::Rename, size_of::<RenameEvent>());
+    entry.submit(0);
+    0
+}
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+    let task: usize = ctx.arg(0);
+    let old_pid: u32 = ctx.arg(1);
+    let bprm: usize = ctx.arg(2);
+    // SAFETY: helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(scratch) = SCRATCH.get_ptr_mut(cpu) else {
+        count_lost();
+        return 0;
+    };
+    let buf = scratch.cast::<u8>();
+    // SAFETY: the scratch slot is SCRATCH_SIZE bytes, 8-byte aligned, and ours while
+    // this program runs (one program at a time per CPU).
+    let ev = unsafe { &mut *buf.cast::<ExecEvent>() };
+    fill_task(task, &mut ev.task);
+    ev.old_tid = old_pid;
+    ev._pad = 0;
+    let mut flags = 0;
+
+    // File name, as passed to exec.
+    let fixed = size_of::<ExecEvent>();
+    let filename = read_ptr(bprm, off!(linux_binprm_filename));
+    // SAFETY: the destination lies inside the scratch slot (fixed + FILENAME_MAX <= SCRATCH_SIZE).
+    let n = unsafe {
+        bpf_probe_read_kernel_str(buf.add(fixed).cast(), FILENAME_MAX as u32, filename as *const c_void)
+    };
+    let mut flen: usize = if n > 0 { n as usize - 1 } else { 0 };
+    if flen >= FILENAME_MAX - 1 {
+        flags |= FILENAME_TRUNCATED;
+    }
+    flen &= FILENAME_MAX - 1;
+
+    // argv, from the new program's memory.
+    let mm = read_ptr(task, off!(task_struct_mm));
+    let start = read::<u64>(mm, off!(mm_struct_arg_start));
+    let end = read::<u64>(mm, off!(mm_struct_arg_end));
+    let real = end.saturating_sub(start).min(u32::MAX as u64) as usize;
+    let limit = (config_argv_max() as usize).min(ARGV_CAPACITY);
+    let mut alen = real.min(limit);
+    if alen > ARGV_CAPACITY {
+        alen = ARGV_CAPACITY;
+    }
+    if alen < real {
+        flags |= ARGV_TRUNCATED;
+    }
+    // SAFETY: fixed + flen + alen <= SCRATCH_SIZE by the bounds above.
+    let r = unsafe { bpf_probe_read_user(buf.add(fixed + flen).cast(), alen as u32, start as *const c_void) };
+    if r < 0 {
+        alen = 0;
+        flags |= ARGV_UNREADABLE;
+    }
+    ev.filename_len = flen as u32;
+    ev.argv_len = alen as u32;
+    ev.argv_real_len = real as u32;
+    ev.flags = flags;
+    let mut total = fixed + flen + alen;
+    if total > SCRATCH_SIZE {
+        total = SCRATCH_SIZE;
+    }
+    ev.header = header(Kind::Exec, total);
+    // SAFETY: `buf` holds `total` initialised bytes of our scratch slot.
+    let r = unsafe {
+        bpf_ringbuf_output((&raw const EVENTS).cast_mut().cast(), buf.cast(), total as u64, 0)
+    };
+    if r < 0 {
+        count_lost();
+    }
+    0
+}
+
+/// The start-up walk: one [`SnapshotEvent`] per task, written to the iterator's
+/// seq file. Sleepable, so that it may read other processes' argv.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter.s/task")]
+pub fn iter_task(ctx: *mut c_void) -> i32 {
+    // struct bpf_iter__task { struct bpf_iter_meta *meta; struct task_struct *task; }
+    // SAFETY: the context layout above; the verifier checks these loads.
+    let (meta, task) = unsafe {
+        let c = ctx.cast::<usize>();
+        (*c, *c.add(1))
+    };
+    if task == 0 || meta == 0 {
+        return 0;
+    }
+    // SAFETY: bpf_iter_meta starts with `struct seq_file *seq`.
+    let seq = unsafe { *(meta as *const usize) };
+    let Some(scratch) = ITER_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let buf = scratch.cast::<u8>();
+    // SAFETY: the slot is ITER_SCRATCH_SIZE bytes and 8-byte aligned; the iterator is read
+    // by one reader at a time.
+    let ev = unsafe { &mut *buf.cast::<SnapshotEvent>() };
+    fill_task(task, &mut ev.task);
+    ev.utime_ns = read::<u64>(task, off!(task_struct_utime));
+    ev.stime_ns = read::<u64>(task, off!(task_struct_stime));
+    ev.exit_state = read::<u32>(task, off!(task_struct_exit_state));
+    ev._pad = 0;
+    let mut flags = 0;
+    let fixed = size_of::<SnapshotEvent>();
+    let mm = read_ptr(task, off!(task_struct_mm));
+
+    // Resident set: file + anon + shmem counters of the mm (approximate, as `ps` shows).
+    let mut rss: i64 = 0;
+    let rss_off = off!(mm_struct_rss_stat);
+    let size = off!(percpu_counter_size);
+    let count = off!(percpu_counter_count);
+    let mut i = 0;
+    while i < 4 {
+        // MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS (skipped), MM_SHMEMPAGES
+        if i != 2 {
+            let v = read::<i64>(mm, rss_off.wrapping_add(size.wrapping_mul(i)).wrapping_add(count));
+            if v > 0 {
+                rss += v;
+            }
+        }
+        i += 1;
+    }
+    ev.rss_pages = rss as u64;
+
+    // Base name of the executable.
+    let exe = read_ptr(mm, off!(mm_struct_exe_file));
+    let dentry = read_ptr(exe, off!(file_f_path_dentry));
+    let name = read_ptr(dentry, off!(dentry_d_name_name));
+    let mut flen = 0usize;
+    if name != 0 {
+        // SAFETY: destination inside the slot (fixed + ITER_FILENAME_MAX <= ITER_SCRATCH_SIZE).
+        let n = unsafe {
+            bpf_probe_read_kernel_str(buf.add(fixed).cast(), ITER_FILENAME_MAX as u32, name as *const c_void)
+        };
+        flen = if n > 0 { n as usize - 1 } else { 0 };
+        if flen >= ITER_FILENAME_MAX - 1 {
+            flags |= FILENAME_TRUNCATED;
+        }
+        flen &= ITER_FILENAME_MAX - 1;
+    }
+
+    // argv, from the task's own memory (sleepable copy).
+    let start = read::<u64>(mm, off!(mm_struct_arg_start));
+    let end = read::<u64>(mm, off!(mm_struct_arg_end));
+    let real = end.saturating_sub(start).min(u32::MAX as u64) as usize;
+    let mut alen = real.min(ITER_ARGV_MAX);
+    if alen > ITER_ARGV_MAX {
+        alen = ITER_ARGV_MAX;
+    }
+    if alen < real {
+        flags |= ARGV_TRUNCATED;
+    }
+    if alen > 0 {
+        // SAFETY: destination inside the slot; `task` is the iterator's trusted task pointer.
+        let r = unsafe {
+            bpf_copy_from_user_task(
+                buf.add(fixed + flen).cast(),
+                alen as u32,
+                start as *const c_void,
+                task as *mut _,
+                0,
+            )
+        };
+        if r < 0 {
+            alen = 0;
+            flags |= ARGV_UNREADABLE;
+        }
+    }
+    ev.filename_len = flen as u32;
+    ev.argv_len = alen as u32;
+    ev.argv_real_len = real as u32;
+    ev.flags = flags;
+    let mut total = fixed + flen + alen;
+    if total > ITER_SCRATCH_SIZE {
+        total = ITER_SCRATCH_SIZE;
+    }
+    ev.header = header(Kind::Snapshot, total);
+    // SAFETY: `buf` holds `total` initialised bytes.
+    unsafe { bpf_seq_write(seq as *mut _, buf.cast(), total as u32) };
+    0
+}

@@ -1,0 +1,115 @@
+//! Reads the ring buffer from tokio and hands decoded events on in batches.
+//!
+//! One task owns the ring buffer. On each wake-up it drains every record, decodes
+//! it (a malformed record is counted and skipped) and sends the batch down a
+//! bounded channel. A consumer that falls behind makes this task wait, the ring
+//! buffer fill and the kernel side count what it could not write: loss is never
+//! silent, and it is reported in the same stream, in order, as [`Message::Lost`].
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use aya::maps::{MapData, RingBuf};
+use tokio::{io::unix::AsyncFd, sync::mpsc};
+
+use super::LostCounter;
+use crate::event::Event;
+
+/// What the reader sends.
+#[derive(Debug)]
+pub enum Message {
+    /// Events in ring buffer order.
+    Events(Vec<Event>),
+    /// The kernel side could not write some records: `total` lost since start.
+    Lost { total: u64 },
+}
+
+/// Counters kept by the reader, readable from anywhere.
+#[derive(Debug, Default)]
+pub struct ReaderStats {
+    pub records: AtomicU64,
+    pub malformed: AtomicU64,
+    pub lost: AtomicU64,
+}
+
+/// Largest batch sent at once.
+const BATCH: usize = 4096;
+/// How often the lost counter is read when nothing else wakes the reader.
+const LOST_POLL: Duration = Duration::from_millis(200);
+
+/// Starts the reader task. It ends when the receiver is dropped.
+pub fn spawn(
+    ring: RingBuf<MapData>,
+    lost: LostCounter,
+    tx: mpsc::Sender<Message>,
+    stats: Arc<ReaderStats>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns the RingBuf.
+    let mut fd = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("watching the ring buffer: {e}"))?;
+    Ok(tokio::spawn(async move {
+        let mut last_lost = 0u64;
+        let mut tick = tokio::time::interval(LOST_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                guard = fd.readable_mut() => {
+                    let Ok(mut guard) = guard else { return };
+                    let ring = guard.get_inner_mut();
+                    let mut batch = Vec::with_capacity(256);
+                    while let Some(item) = ring.next() {
+                        stats.records.fetch_add(1, Ordering::Relaxed);
+                        match Event::decode(&item) {
+                            Ok(ev) => batch.push(ev),
+                            Err(e) => {
+                                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                                log::warn!("malformed ring buffer record skipped: {e}");
+                            }
+                        }
+                        if batch.len() >= BATCH {
+                            drop(item);
+                            let full = std::mem::replace(&mut batch, Vec::with_capacity(256));
+                            if tx.send(Message::Events(full)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    guard.clear_ready();
+                    if !batch.is_empty() && tx.send(Message::Events(batch)).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+            let total = lost.get();
+            if total != last_lost {
+                last_lost = total;
+                stats.lost.store(total, Ordering::Relaxed);
+                if tx.send(Message::Lost { total }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }))
+}
+
+/// Forwards the kernel side's aya-log messages to the `log` facade (shown with RUST_LOG).
+pub fn spawn_kernel_logger(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        log::debug!("no tokio runtime: kernel-side log messages are not read");
+        return;
+    };
+    handle.spawn(async move {
+        // SAFETY: the logger owns its ring buffer fd for as long as the AsyncFd owns the logger.
+        let Ok(mut fd) = (unsafe { AsyncFd::register(logger) }) else { return };
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else { return };
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
+}

@@ -1,0 +1,378 @@
+//! `cargo xtask setup`: installs what building, running and testing tracer
+//! needs. Every step checks first and prints one line: `ok: ...` when the
+//! thing was already there, `installed: ...` when it acted.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{self, cargo, is_root};
+
+/// Toolchain that builds the eBPF programs (see shared TOOLCHAIN.md).
+pub const NIGHTLY: &str = "nightly-2026-05-19";
+/// Components the eBPF toolchain needs (`-Z build-std=core`).
+pub const NIGHTLY_COMPONENTS: &[&str] = &["rust-src"];
+/// Components of the default (stable) toolchain used by `cargo xtask test`.
+pub const STABLE_COMPONENTS: &[&str] = &["rustfmt", "clippy"];
+/// bpf-linker version that works with the nightly's LLVM here.
+pub const BPF_LINKER_VERSION: &str = "0.10.4";
+/// Debian packages: tools, and the real workloads the integration tests drive.
+pub const APT_PACKAGES: &[&str] = &[
+    "bpftool",
+    "strace",
+    "tmux",
+    "apache2",
+    "apache2-utils",
+    "busybox-static",
+    "docker.io",
+    "containerd",
+    "runc",
+    "debootstrap",
+    "procps",
+    "util-linux",
+];
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+pub const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+pub fn setup() -> Result<()> {
+    let root = is_root();
+    if !root {
+        println!(
+            "note: not root: installing apt packages and mounting tracefs need root; \
+             run `cargo xtask setup` as root (or via sudo) for those"
+        );
+    }
+    nightly_toolchain()?;
+    stable_components()?;
+    bpf_linker()?;
+    apt_packages(root)?;
+    tracefs(root)?;
+    btf();
+    Ok(())
+}
+
+fn rustup() -> Command {
+    let mut cmd = Command::new("rustup");
+    cmd.env("PATH", util::path_with_cargo_bin());
+    cmd
+}
+
+/// Runs a read-only command and returns its stdout.
+fn query(mut cmd: Command, doing: &str, fix: &str) -> Result<String> {
+    let line = util::display(&cmd);
+    let out = cmd
+        .output()
+        .with_context(|| format!("{doing}: could not run `{line}`; {fix}"))?;
+    if !out.status.success() {
+        bail!(
+            "{doing}: `{line}` failed ({}): {}; {fix}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Installed components (names without the host-triple suffix) of `toolchain`
+/// (`None`: the active toolchain).
+fn installed_components(toolchain: Option<&str>) -> Result<Vec<String>> {
+    let mut cmd = rustup();
+    cmd.args(["component", "list", "--installed"]);
+    if let Some(tc) = toolchain {
+        cmd.args(["--toolchain", tc]);
+    }
+    let out = query(
+        cmd,
+        "listing installed rustup components",
+        "check that rustup works (`rustup show`)",
+    )?;
+    Ok(out.lines().map(|l| l.trim().to_owned()).collect())
+}
+
+fn has_component(installed: &[String], name: &str) -> bool {
+    installed
+        .iter()
+        .any(|c| c == name || c.starts_with(&format!("{name}-")))
+}
+
+fn nightly_toolchain() -> Result<()> {
+    let mut cmd = rustup();
+    cmd.args(["toolchain", "list"]);
+    let list = query(
+        cmd,
+        "listing rustup toolchains",
+        "rustup must be installed (https://rustup.rs) and usable by this user; fix that and rerun `cargo xtask setup`",
+    )?;
+    let present = list.lines().any(|l| {
+        let name = l.split_whitespace().next().unwrap_or("");
+        name == NIGHTLY || name.starts_with(&format!("{NIGHTLY}-"))
+    });
+    if !present {
+        println!("installing: rustup toolchain {NIGHTLY} with {NIGHTLY_COMPONENTS:?} ...");
+        let mut cmd = rustup();
+        cmd.args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]);
+        for c in NIGHTLY_COMPONENTS {
+            cmd.args(["--component", c]);
+        }
+        util::run(
+            &mut cmd,
+            &format!("installing the eBPF toolchain {NIGHTLY}"),
+            "check the network access to the Rust toolchain server and rerun `cargo xtask setup`",
+        )?;
+        println!(
+            "installed: rustup toolchain {NIGHTLY} ({})",
+            NIGHTLY_COMPONENTS.join(", ")
+        );
+        return Ok(());
+    }
+    let installed = installed_components(Some(NIGHTLY))?;
+    let missing: Vec<&str> = NIGHTLY_COMPONENTS
+        .iter()
+        .copied()
+        .filter(|c| !has_component(&installed, c))
+        .collect();
+    if missing.is_empty() {
+        println!(
+            "ok: rustup toolchain {NIGHTLY} with {}",
+            NIGHTLY_COMPONENTS.join(", ")
+        );
+        return Ok(());
+    }
+    let mut cmd = rustup();
+    cmd.args(["component", "add", "--toolchain", NIGHTLY])
+        .args(&missing);
+    util::run(
+        &mut cmd,
+        &format!("adding {missing:?} to toolchain {NIGHTLY}"),
+        "rerun `cargo xtask setup`",
+    )?;
+    println!("installed: {} for toolchain {NIGHTLY}", missing.join(", "));
+    Ok(())
+}
+
+fn stable_components() -> Result<()> {
+    let installed = installed_components(None)?;
+    let missing: Vec<&str> = STABLE_COMPONENTS
+        .iter()
+        .copied()
+        .filter(|c| !has_component(&installed, c))
+        .collect();
+    if missing.is_empty() {
+        println!(
+            "ok: {} for the default toolchain",
+            STABLE_COMPONENTS.join(", ")
+        );
+        return Ok(());
+    }
+    let mut cmd = rustup();
+    cmd.args(["component", "add"]).args(&missing);
+    util::run(
+        &mut cmd,
+        &format!("adding {missing:?} to the default toolchain"),
+        "rerun `cargo xtask setup`",
+    )?;
+    println!(
+        "installed: {} for the default toolchain",
+        missing.join(", ")
+    );
+    Ok(())
+}
+
+/// `Some(version line)` of the first bpf-linker found on PATH or in
+/// `$CARGO_HOME/bin`, with where it was found.
+fn bpf_linker_version() -> Option<(String, PathBuf)> {
+    let mut candidates = vec![PathBuf::from("bpf-linker")];
+    if let Some(home) = util::cargo_home() {
+        candidates.push(home.join("bin").join("bpf-linker"));
+    }
+    for exe in candidates {
+        match Command::new(&exe).arg("--version").output() {
+            Ok(out) if out.status.success() => {
+                let v = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                return Some((v, exe));
+            }
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(_) => continue,
+        }
+    }
+    None
+}
+
+fn bpf_linker() -> Result<()> {
+    if let Some((version, exe)) = bpf_linker_version() {
+        if version.split_whitespace().any(|w| w == BPF_LINKER_VERSION) {
+            let where_ = if exe == Path::new("bpf-linker") {
+                String::new()
+            } else {
+                format!(
+                    " (at {}, not on PATH: nested builds get it added; add it to your PATH)",
+                    exe.display()
+                )
+            };
+            println!("ok: bpf-linker {BPF_LINKER_VERSION}{where_}");
+            return Ok(());
+        }
+        println!("note: found `{version}`, want {BPF_LINKER_VERSION}: replacing it");
+    }
+    println!("installing: bpf-linker {BPF_LINKER_VERSION} (cargo install, about a minute) ...");
+    let mut cmd = cargo();
+    cmd.args([
+        "install",
+        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        "--locked",
+    ]);
+    util::run(
+        &mut cmd,
+        &format!("installing bpf-linker {BPF_LINKER_VERSION}"),
+        "read cargo's error above (crates.io must be reachable) and rerun `cargo xtask setup`",
+    )?;
+    println!("installed: bpf-linker {BPF_LINKER_VERSION}");
+    Ok(())
+}
+
+/// Packages of `APT_PACKAGES` that dpkg does not list as installed, or `None`
+/// when this is not a dpkg system.
+fn missing_apt_packages() -> Result<Option<Vec<&'static str>>> {
+    let out = match Command::new("dpkg-query")
+        .args(["-W", "-f=${Package}\t${Status}\n"])
+        .args(APT_PACKAGES)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e).context("checking apt packages with dpkg-query: could not run it");
+        }
+    };
+    // dpkg-query exits 1 when some package is unknown: read what it printed.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let installed: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, status)| status.trim() == "install ok installed")
+        .map(|(name, _)| name.split(':').next().unwrap_or(name))
+        .collect();
+    Ok(Some(
+        APT_PACKAGES
+            .iter()
+            .copied()
+            .filter(|p| !installed.contains(p))
+            .collect(),
+    ))
+}
+
+fn apt_get() -> Command {
+    let mut cmd = Command::new("apt-get");
+    cmd.env("DEBIAN_FRONTEND", "noninteractive");
+    cmd
+}
+
+fn apt_packages(root: bool) -> Result<()> {
+    let Some(missing) = missing_apt_packages()? else {
+        println!(
+            "warning: no dpkg-query (not Debian?): install the equivalents of {} yourself",
+            APT_PACKAGES.join(" ")
+        );
+        return Ok(());
+    };
+    if missing.is_empty() {
+        println!("ok: apt packages {}", APT_PACKAGES.join(" "));
+        return Ok(());
+    }
+    if !root {
+        println!(
+            "warning: missing apt packages {}: not root, so not installed; run `cargo xtask setup` as root",
+            missing.join(" ")
+        );
+        return Ok(());
+    }
+    println!("installing: apt packages {} ...", missing.join(" "));
+    let fix = "read apt's error above and rerun `cargo xtask setup`";
+    util::run(
+        apt_get().args(["update", "-q"]),
+        "updating apt package lists",
+        fix,
+    )?;
+    util::run(
+        apt_get()
+            .args(["install", "-y", "-q"])
+            .args([
+                "-o",
+                "Dpkg::Options::=--force-confdef",
+                "-o",
+                "Dpkg::Options::=--force-confold",
+            ])
+            .args(&missing),
+        &format!("installing apt packages {}", missing.join(" ")),
+        fix,
+    )?;
+    if let Some(still) = missing_apt_packages()?.filter(|m| !m.is_empty()) {
+        bail!(
+            "installing apt packages: still not installed after apt-get: {}; install them by hand",
+            still.join(" ")
+        );
+    }
+    println!("installed: apt packages {}", missing.join(" "));
+    Ok(())
+}
+
+fn is_mountpoint(path: &str) -> Result<bool> {
+    let status = Command::new("mountpoint")
+        .args(["-q", path])
+        .status()
+        .with_context(|| {
+            format!("checking whether {path} is mounted: could not run `mountpoint` (apt package util-linux)")
+        })?;
+    Ok(status.success())
+}
+
+fn tracefs(root: bool) -> Result<()> {
+    if is_mountpoint(TRACEFS)? {
+        println!("ok: tracefs mounted at {TRACEFS}");
+        return Ok(());
+    }
+    let out = Command::new("mount")
+        .args(["-t", "tracefs", "tracefs", TRACEFS])
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            println!("installed: mounted tracefs at {TRACEFS}");
+            Ok(())
+        }
+        Ok(out) if !root => {
+            println!(
+                "warning: tracefs is not mounted at {TRACEFS} and mounting it failed as non-root ({}); run `cargo xtask setup` as root",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            Ok(())
+        }
+        Ok(out) => bail!(
+            "mounting tracefs at {TRACEFS}: `mount -t tracefs tracefs {TRACEFS}` failed ({}): {}; \
+             the kernel needs CONFIG_TRACING; mount it by hand and rerun",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) if !root => {
+            println!(
+                "warning: tracefs is not mounted at {TRACEFS} and `mount` could not run ({e}); run `cargo xtask setup` as root"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e).context(format!(
+            "mounting tracefs at {TRACEFS}: could not run `mount` (apt package mount/util-linux)"
+        )),
+    }
+}
+
+fn btf() {
+    if Path::new(BTF_VMLINUX).exists() {
+        println!("ok: kernel BTF at {BTF_VMLINUX}");
+    } else {
+        println!(
+            "warning: no {BTF_VMLINUX}: tracer needs a kernel built with CONFIG_DEBUG_INFO_BTF"
+        );
+    }
+}
