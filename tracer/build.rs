@@ -32,8 +32,8 @@ fn main() {
 
     let target_dir = root.join("target").join("ebpf");
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());
-    let rustflags = [format!("--cfg=bpf_target_arch=\"{arch}\""), "-Cdebuginfo=2".into(), "-Clink-arg=--btf".into()]
-        .join("\x1f");
+    let rustflags =
+        [format!("--cfg=bpf_target_arch=\"{arch}\""), "-Cdebuginfo=2".into(), "-Clink-arg=--btf".into()].join("\x1f");
     let mut cmd = Command::new("rustup");
     cmd.current_dir(&root)
         .args(["run", EBPF_TOOLCHAIN, "cargo", "build", "-p", "tracer-ebpf", "--release"])

@@ -5,9 +5,7 @@
 //! here). Every read goes through `bpf_probe_read_kernel`, so a wrong or missing
 //! offset yields zeros, never a fault.
 
-use aya_ebpf::helpers::generated::{
-    bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
-};
+use aya_ebpf::helpers::generated::{bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_kernel_str};
 use tracer_abi::{COMM_LEN, Config, OFFSET_MISSING, Offsets, TASK_EXITING, TASK_KTHREAD, TASK_LEADER, Task};
 
 /// Kernel struct field offsets of the running kernel, set by userspace at load time.

@@ -13,7 +13,8 @@
 mod kernel;
 mod programs;
 
-#[cfg(not(test))]
+// On the host a dependency links std, which brings its own.
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}

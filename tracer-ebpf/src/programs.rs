@@ -4,22 +4,21 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::generated::{
-        bpf_copy_from_user_task, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
-        bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_ringbuf_output, bpf_seq_write,
+        bpf_copy_from_user_task, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel_str,
+        bpf_probe_read_user, bpf_ringbuf_output, bpf_seq_write,
     },
     macros::{btf_tracepoint, map},
     maps::{Array, PerCpuArray, RingBuf},
     programs::BtfTracePointContext,
 };
 use tracer_abi::{
-    ARGV_CAPACITY, ARGV_TRUNCATED, ARGV_UNREADABLE, ExecEvent, ExitEvent, FILENAME_MAX,
-    FILENAME_TRUNCATED, ForkEvent, Header, ITER_ARGV_MAX, ITER_FILENAME_MAX, ITER_SCRATCH_SIZE,
-    Kind, RenameEvent, SCRATCH_SIZE, SnapshotEvent, TASK_LEADER,
+    ARGV_CAPACITY, ARGV_TRUNCATED, ARGV_UNREADABLE, ExecEvent, ExitEvent, FILENAME_MAX, FILENAME_TRUNCATED, ForkEvent,
+    Header, ITER_ARGV_MAX, ITER_CURSOR_DONE, ITER_FILENAME_MAX, ITER_MODE_PARENT_GROUP, ITER_SCRATCH_SIZE,
+    ITER_SLOT_CURSOR, ITER_SLOT_MODE, Kind, RenameEvent, SCRATCH_SIZE, SnapshotEvent, TASK_LEADER,
 };
 
 use crate::kernel::{
-    config_argv_max, config_exit_has_group_dead, current_tid, fill_task, off, read, read_comm_str,
-    read_ptr,
+    config_argv_max, config_exit_has_group_dead, current_tid, fill_task, off, read, read_comm_str, read_ptr,
 };
 
 /// Every record goes through this ring buffer. Its size is set by userspace at load.
@@ -179,7 +178,8 @@ fn find_reaper(task: usize) -> usize {
                 break;
             }
             let rs = read_ptr(r, off!(task_struct_signal));
-            if read_bit(rs, off!(signal_struct_is_child_subreaper_bit)) && read::<i32>(rs, off!(signal_struct_live)) > 0 {
+            if read_bit(rs, off!(signal_struct_is_child_subreaper_bit)) && read::<i32>(rs, off!(signal_struct_live)) > 0
+            {
                 return r;
             }
             r = read_ptr(r, off!(task_struct_real_parent));
@@ -230,9 +230,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     let fixed = size_of::<ExecEvent>();
     let filename = read_ptr(bprm, off!(linux_binprm_filename));
     // SAFETY: the destination lies inside the scratch slot (fixed + FILENAME_MAX <= SCRATCH_SIZE).
-    let n = unsafe {
-        bpf_probe_read_kernel_str(buf.add(fixed).cast(), FILENAME_MAX as u32, filename as *const c_void)
-    };
+    let n = unsafe { bpf_probe_read_kernel_str(buf.add(fixed).cast(), FILENAME_MAX as u32, filename as *const c_void) };
     let mut flen: usize = if n > 0 { n as usize - 1 } else { 0 };
     if flen >= FILENAME_MAX - 1 {
         flags |= FILENAME_TRUNCATED;
@@ -268,17 +266,27 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     }
     ev.header = header(Kind::Exec, total);
     // SAFETY: `buf` holds `total` initialised bytes of our scratch slot.
-    let r = unsafe {
-        bpf_ringbuf_output((&raw const EVENTS).cast_mut().cast(), buf.cast(), total as u64, 0)
-    };
+    let r = unsafe { bpf_ringbuf_output((&raw const EVENTS).cast_mut().cast(), buf.cast(), total as u64, 0) };
     if r < 0 {
         count_lost();
     }
     0
 }
 
+/// What the task iterator does on its next walk, set by userspace:
+/// `[ITER_SLOT_MODE]` the mode, `[ITER_SLOT_CURSOR]` the parent-group cursor.
+#[map]
+static ITER_MODE: Array<u64> = Array::with_max_entries(2, 0);
+
 /// The start-up walk: one [`SnapshotEvent`] per task, written to the iterator's
 /// seq file. Sleepable, so that it may read other processes' argv.
+///
+/// In [`ITER_MODE_PARENT_GROUP`] mode (a walk filtered to one process) it writes
+/// one thread of that process's real parent instead, reached through kernel
+/// pointers, and leaves in the cursor slot where the next walk goes on: some
+/// kernels leave tasks out of iterator walks (this VM's PID 1 is one), and this is
+/// how userspace makes the walk whole without /proc. One thread per walk keeps the
+/// program free of loops the verifier would have to unroll.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter.s/task")]
 pub fn iter_task(ctx: *mut c_void) -> i32 {
@@ -293,8 +301,51 @@ pub fn iter_task(ctx: *mut c_void) -> i32 {
     }
     // SAFETY: bpf_iter_meta starts with `struct seq_file *seq`.
     let seq = unsafe { *(meta as *const usize) };
-    let Some(scratch) = ITER_SCRATCH.get_ptr_mut(0) else {
+    let mode = ITER_MODE.get(ITER_SLOT_MODE).copied().unwrap_or(0) as u32;
+    if mode != ITER_MODE_PARENT_GROUP {
+        snapshot_task(seq, task, true);
         return 0;
+    }
+    // Parent-group mode: act on the visited process's leader only.
+    if read::<u32>(task, off!(task_struct_pid)) != read::<u32>(task, off!(task_struct_tgid)) {
+        return 0;
+    }
+    let Some(cursor) = ITER_MODE.get_ptr_mut(ITER_SLOT_CURSOR) else {
+        return 0;
+    };
+    let parent = read_ptr(task, off!(task_struct_real_parent));
+    let leader = read_ptr(parent, off!(task_struct_group_leader));
+    let signal = read_ptr(leader, off!(task_struct_signal));
+    let head_off = off!(signal_struct_thread_head);
+    let node_off = off!(task_struct_thread_node);
+    if signal == 0 || head_off == tracer_abi::OFFSET_MISSING || node_off == tracer_abi::OFFSET_MISSING {
+        // No thread list on this kernel: the leader alone.
+        snapshot_task(seq, leader, false);
+        // SAFETY: our own map slot.
+        unsafe { *cursor = ITER_CURSOR_DONE };
+        return 0;
+    }
+    let head = signal + head_off as usize;
+    // SAFETY: our own map slot.
+    let at = unsafe { *cursor } as usize;
+    let node = if at == 0 { read_ptr(signal, head_off) } else { at };
+    if node == 0 || node == head {
+        // SAFETY: our own map slot.
+        unsafe { *cursor = ITER_CURSOR_DONE };
+        return 0;
+    }
+    snapshot_task(seq, node - node_off as usize, false);
+    // SAFETY: our own map slot.
+    unsafe { *cursor = read_ptr(node, 0) as u64 };
+    0
+}
+
+/// Writes one [`SnapshotEvent`] for `task` to the iterator's seq file. `trusted`:
+/// `task` is the iterator's own task pointer, through which argv may be copied.
+#[inline(always)]
+fn snapshot_task(seq: usize, task: usize, trusted: bool) {
+    let Some(scratch) = ITER_SCRATCH.get_ptr_mut(0) else {
+        return;
     };
     let buf = scratch.cast::<u8>();
     // SAFETY: the slot is ITER_SCRATCH_SIZE bytes and 8-byte aligned; the iterator is read
@@ -355,6 +406,10 @@ pub fn iter_task(ctx: *mut c_void) -> i32 {
     if alen < real {
         flags |= ARGV_TRUNCATED;
     }
+    if alen > 0 && !trusted {
+        alen = 0;
+        flags |= ARGV_UNREADABLE;
+    }
     if alen > 0 {
         // SAFETY: destination inside the slot; `task` is the iterator's trusted task pointer.
         let r = unsafe {
@@ -382,5 +437,4 @@ pub fn iter_task(ctx: *mut c_void) -> i32 {
     ev.header = header(Kind::Snapshot, total);
     // SAFETY: `buf` holds `total` initialised bytes.
     unsafe { bpf_seq_write(seq as *mut _, buf.cast(), total as u32) };
-    0
 }

@@ -165,10 +165,38 @@ impl Serialize for ExitStatus {
 /// The name of a signal number (`SIGKILL`), or `SIG<n>`.
 pub fn signal_name(sig: u8) -> &'static str {
     const NAMES: [&str; 32] = [
-        "SIG0", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL",
-        "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT",
-        "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF",
-        "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+        "SIG0",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
     ];
     NAMES.get(sig as usize).copied().unwrap_or("SIGRT")
 }
@@ -308,7 +336,8 @@ impl Event {
             abi::Kind::Fork | abi::Kind::Clone => {
                 let e = read::<abi::ForkEvent>(buf);
                 let creator_tid = e.creator_tid;
-                let body = if kind == abi::Kind::Fork { Body::Fork { creator_tid } } else { Body::Clone { creator_tid } };
+                let body =
+                    if kind == abi::Kind::Fork { Body::Fork { creator_tid } } else { Body::Clone { creator_tid } };
                 (task_of(&e.task), body)
             }
             abi::Kind::Exec => {
@@ -330,7 +359,8 @@ impl Event {
             abi::Kind::ThreadExit | abi::Kind::ProcessExit => {
                 let e = read::<abi::ExitEvent>(buf);
                 let body = if kind == abi::Kind::ProcessExit {
-                    let reaper = (e.reaper_tgid != 0).then_some(ProcRef { pid: e.reaper_tgid, start_ns: e.reaper_start_ns });
+                    let reaper =
+                        (e.reaper_tgid != 0).then_some(ProcRef { pid: e.reaper_tgid, start_ns: e.reaper_start_ns });
                     Body::ProcessExit { status: ExitStatus { raw: e.status }, reaper }
                 } else {
                     Body::ThreadExit { status: ExitStatus { raw: e.exit_code } }
@@ -513,10 +543,8 @@ mod tests {
                 })
                 .collect();
             let _ = Event::decode(&buf);
-            for r in records(&buf) {
-                if let Ok(r) = r {
-                    let _ = Event::decode(r);
-                }
+            for r in records(&buf).flatten() {
+                let _ = Event::decode(r);
             }
         }
     }

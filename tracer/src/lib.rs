@@ -2,4 +2,11 @@
 //! eBPF lifecycle events alone.
 
 pub mod bpf;
+pub mod cli;
+pub mod clock;
+pub mod cmd;
 pub mod event;
+pub mod session;
+pub mod users;
+
+pub mod output;

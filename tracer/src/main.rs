@@ -1,1 +1,29 @@
-fn main() {}
+//! The `tracer` binary: parses arguments and runs a command.
+
+use clap::Parser;
+use tracer::cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).format_timestamp(None).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tracer: error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Events(args) => tracer::cmd::events::run(args).await,
+            Command::Ps(args) => tracer::cmd::ps::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tracer: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -78,10 +78,7 @@ impl Workload {
 /// The hidden `bench-worker` task: runs the workload for `secs` seconds and
 /// prints `{"workload":..,"pid":..,"ops":..,"secs":..}`.
 pub fn worker(workload: Workload, secs: f64) -> Result<()> {
-    ensure!(
-        secs.is_finite() && secs > 0.0,
-        "bench-worker: --secs must be > 0"
-    );
+    ensure!(secs.is_finite() && secs > 0.0, "bench-worker: --secs must be > 0");
     let dur = Duration::from_secs_f64(secs);
     let start = Instant::now();
     let mut ops: u64 = 0;
@@ -94,9 +91,7 @@ pub fn worker(workload: Workload, secs: f64) -> Result<()> {
         }
         Workload::Thread => {
             while start.elapsed() < dur {
-                thread::spawn(|| {})
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("thread storm: a spawned thread panicked"))?;
+                thread::spawn(|| {}).join().map_err(|_| anyhow::anyhow!("thread storm: a spawned thread panicked"))?;
                 ops += 1;
             }
         }
@@ -157,9 +152,7 @@ fn run_worker(workload: Workload, secs: f64) -> Result<WorkerResult> {
     cmd.args(["bench-worker", workload.name(), "--secs", &secs.to_string()])
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());
-    let out = cmd
-        .output()
-        .with_context(|| format!("bench: starting the {} worker", workload.name()))?;
+    let out = cmd.output().with_context(|| format!("bench: starting the {} worker", workload.name()))?;
     ensure!(
         out.status.success(),
         "bench: the {} worker failed ({}); run `{}` to see why",
@@ -168,18 +161,11 @@ fn run_worker(workload: Workload, secs: f64) -> Result<WorkerResult> {
         util::display(&cmd)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    let v: Value = serde_json::from_str(line)
-        .with_context(|| format!("bench: parsing the worker's JSON line {line:?}"))?;
-    let field = |name: &str| {
-        v.get(name)
-            .cloned()
-            .with_context(|| format!("bench: worker line {line:?} lacks {name:?}"))
-    };
+    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let v: Value =
+        serde_json::from_str(line).with_context(|| format!("bench: parsing the worker's JSON line {line:?}"))?;
+    let field =
+        |name: &str| v.get(name).cloned().with_context(|| format!("bench: worker line {line:?} lacks {name:?}"));
     Ok(WorkerResult {
         pid: field("pid")?.as_u64().context("bench: worker pid")? as u32,
         ops: field("ops")?.as_u64().context("bench: worker ops")?,
@@ -224,8 +210,7 @@ struct Tracer {
 
 impl Tracer {
     fn start(bin: &Path, output: &Path) -> Result<Self> {
-        let out = File::create(output)
-            .with_context(|| format!("bench: creating {}", output.display()))?;
+        let out = File::create(output).with_context(|| format!("bench: creating {}", output.display()))?;
         let mut child = Command::new(bin)
             .args(["events", "--json"])
             .stdin(Stdio::null())
@@ -243,12 +228,7 @@ impl Tracer {
                 }
             }
         });
-        Ok(Tracer {
-            child,
-            lines: rx,
-            reader: Some(reader),
-            stderr: Vec::new(),
-        })
+        Ok(Tracer { child, lines: rx, reader: Some(reader), stderr: Vec::new() })
     }
 
     fn stderr_tail(&self) -> String {
@@ -303,11 +283,7 @@ impl Tracer {
         unsafe { libc::kill(pid, libc::SIGINT) };
         let deadline = Instant::now() + STOP_TIMEOUT;
         let status = loop {
-            if let Some(status) = self
-                .child
-                .try_wait()
-                .context("bench: waiting for the tracer")?
-            {
+            if let Some(status) = self.child.try_wait().context("bench: waiting for the tracer")? {
                 break status;
             }
             if Instant::now() >= deadline {
@@ -386,22 +362,15 @@ fn count_events(path: &Path, workload: Workload, worker_pid: u32) -> Result<Coun
 fn parse_lost(lines: &[String]) -> Option<u64> {
     lines.iter().rev().find_map(|line| {
         line.rmatch_indices(LOST_MARKER).find_map(|(i, _)| {
-            let rest = line[i + LOST_MARKER.len()..].trim_start_matches(|c: char| {
-                c == '"' || c == ':' || c == '=' || c.is_whitespace()
-            });
+            let rest = line[i + LOST_MARKER.len()..]
+                .trim_start_matches(|c: char| c == '"' || c == ':' || c == '=' || c.is_whitespace());
             let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
             digits.parse().ok()
         })
     })
 }
 
-fn traced_round(
-    tracer_bin: &Path,
-    dir: &Path,
-    workload: Workload,
-    secs: f64,
-    round: u32,
-) -> Result<TracedRound> {
+fn traced_round(tracer_bin: &Path, dir: &Path, workload: Workload, secs: f64, round: u32) -> Result<TracedRound> {
     let output = dir.join(format!("{}-round{round}.jsonl", workload.name()));
     let mut tracer = Tracer::start(tracer_bin, &output)?;
     tracer.wait_ready()?;
@@ -420,12 +389,7 @@ fn traced_round(
     }
     let lost = parse_lost(&tracer.stderr);
     let counts = count_events(&output, workload, worker.pid)?;
-    Ok(TracedRound {
-        worker,
-        counts,
-        lost,
-        output,
-    })
+    Ok(TracedRound { worker, counts, lost, output })
 }
 
 // ----------------------------------------------------------------- bench ----
@@ -436,11 +400,7 @@ fn median(values: &mut [f64]) -> f64 {
     }
     values.sort_by(f64::total_cmp);
     let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
+    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
 }
 
 struct Row {
@@ -456,9 +416,7 @@ pub fn bench(secs: f64, rounds: u32) -> Result<()> {
     ensure!(secs.is_finite() && secs > 0.0, "bench: --secs must be > 0");
     ensure!(rounds >= 1, "bench: --rounds must be at least 1");
     if !is_root() {
-        bail!(
-            "bench: the traced runs load BPF programs, which needs root; run `cargo xtask bench` as root"
-        );
+        bail!("bench: the traced runs load BPF programs, which needs root; run `cargo xtask bench` as root");
     }
     crate::setup::setup()?;
     let tracer = crate::build(false)?;
@@ -494,11 +452,7 @@ pub fn bench(secs: f64, rounds: u32) -> Result<()> {
                 t.lost.map_or("?".into(), |n| n.to_string()),
                 t.counts.lines,
                 t.output.display(),
-                if t.counts.unparsed > 0 {
-                    format!(" ({} not JSON)", t.counts.unparsed)
-                } else {
-                    String::new()
-                },
+                if t.counts.unparsed > 0 { format!(" ({} not JSON)", t.counts.unparsed) } else { String::new() },
             );
             std::io::stdout().flush().ok();
             untraced.push(plain.rate());
@@ -525,11 +479,7 @@ pub fn bench(secs: f64, rounds: u32) -> Result<()> {
         "workload", "untraced ops/s", "traced ops/s", "ratio", "events delivered/made", "lost"
     );
     for r in &rows {
-        let pct = if r.made > 0 {
-            100.0 * r.delivered as f64 / r.made as f64
-        } else {
-            f64::NAN
-        };
+        let pct = if r.made > 0 { 100.0 * r.delivered as f64 / r.made as f64 } else { f64::NAN };
         println!(
             "{:<8} {:>18.0} {:>18.0} {:>7.3} {:>28} {:>8}",
             r.workload.name(),
@@ -559,10 +509,30 @@ mod tests {
         assert_eq!(l("lost=0 dropped"), Some(0));
         assert_eq!(l("lost: 12 events"), Some(12));
         assert_eq!(l("nothing lost"), None);
-        assert_eq!(
-            parse_lost(&["lost 1".into(), "final: lost 2".into(), "bye".into()]),
-            Some(2)
-        );
+        assert_eq!(parse_lost(&["lost 1".into(), "final: lost 2".into(), "bye".into()]), Some(2));
+    }
+
+    #[test]
+    fn tracer_ready_and_stop() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("xtask-tracer-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let fake = dir.join("fake-tracer");
+        fs::write(
+            &fake,
+            "#!/bin/sh\necho starting >&2\ntrap 'echo \"summary: lost 4\" >&2; exit 0' INT\n\
+             echo 'tracing: attached' >&2\necho '{\"kind\":\"exec\"}'\nwhile :; do sleep 0.05; done\n",
+        )
+        .unwrap();
+        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+        let out = dir.join("out.jsonl");
+        let mut t = Tracer::start(&fake, &out).unwrap();
+        t.wait_ready().unwrap();
+        let status = t.stop().unwrap();
+        assert!(status.success());
+        assert_eq!(parse_lost(&t.stderr), Some(4));
+        assert_eq!(fs::read_to_string(&out).unwrap(), "{\"kind\":\"exec\"}\n");
+        fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::util::{cargo, is_root};
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     about = "Project tasks for tracer: setup, build, run, test, bench"
 )]
 struct Cli {
@@ -98,14 +99,8 @@ pub fn build(debug: bool) -> Result<PathBuf> {
     }
     cmd.args(["-p", "tracer"]);
     println!("==> {}", util::display(&cmd));
-    util::run(
-        &mut cmd,
-        "building tracer",
-        "fix the errors above and rerun `cargo xtask build`",
-    )?;
-    let bin = util::target_dir()
-        .join(if debug { "debug" } else { "release" })
-        .join("tracer");
+    util::run(&mut cmd, "building tracer", "fix the errors above and rerun `cargo xtask build`")?;
+    let bin = util::target_dir().join(if debug { "debug" } else { "release" }).join("tracer");
     if !bin.is_file() {
         bail!(
             "building tracer: cargo succeeded but {} does not exist; check CARGO_TARGET_DIR and .cargo/config.toml",
@@ -154,14 +149,7 @@ fn test(args: &[String]) -> Result<()> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     let mut clippy = cargo();
-    clippy.args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]);
+    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
     let mut tests = cargo();
     tests
         .args(["test", "--workspace", "--release"])
@@ -170,21 +158,9 @@ fn test(args: &[String]) -> Result<()> {
         .args(harness_args);
 
     let steps: [(&mut Command, &str, &str); 3] = [
-        (
-            &mut fmt,
-            "checking formatting",
-            "run `cargo fmt --all` and rerun `cargo xtask test`",
-        ),
-        (
-            &mut clippy,
-            "running clippy",
-            "fix the warnings above and rerun `cargo xtask test`",
-        ),
-        (
-            &mut tests,
-            "running the tests",
-            "see the failing tests above; rerun one with `cargo xtask test -- NAME`",
-        ),
+        (&mut fmt, "checking formatting", "run `cargo fmt --all` and rerun `cargo xtask test`"),
+        (&mut clippy, "running clippy", "fix the warnings above and rerun `cargo xtask test`"),
+        (&mut tests, "running the tests", "see the failing tests above; rerun one with `cargo xtask test -- NAME`"),
     ];
     let n = steps.len();
     for (i, (cmd, doing, fix)) in steps.into_iter().enumerate() {
@@ -201,25 +177,17 @@ mod tests {
 
     #[test]
     fn trailing_args() {
-        let cli =
-            Cli::try_parse_from(["xtask", "test", "--", "--test", "integration", "--", "name"])
-                .unwrap();
-        let Task::Test { args } = cli.task else {
-            panic!("not test")
-        };
+        let cli = Cli::try_parse_from(["xtask", "test", "--", "--test", "integration", "--", "name"]).unwrap();
+        let Task::Test { args } = cli.task else { panic!("not test") };
         assert_eq!(args, ["--test", "integration", "--", "name"]);
 
         let cli = Cli::try_parse_from(["xtask", "run", "--", "events", "--json"]).unwrap();
-        let Task::Run { debug, args } = cli.task else {
-            panic!("not run")
-        };
+        let Task::Run { debug, args } = cli.task else { panic!("not run") };
         assert!(!debug);
         assert_eq!(args, ["events", "--json"]);
 
         let cli = Cli::try_parse_from(["xtask", "run", "events", "--pid", "1"]).unwrap();
-        let Task::Run { args, .. } = cli.task else {
-            panic!("not run")
-        };
+        let Task::Run { args, .. } = cli.task else { panic!("not run") };
         assert_eq!(args, ["events", "--pid", "1"]);
     }
 }

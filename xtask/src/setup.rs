@@ -62,15 +62,9 @@ fn rustup() -> Command {
 /// Runs a read-only command and returns its stdout.
 fn query(mut cmd: Command, doing: &str, fix: &str) -> Result<String> {
     let line = util::display(&cmd);
-    let out = cmd
-        .output()
-        .with_context(|| format!("{doing}: could not run `{line}`; {fix}"))?;
+    let out = cmd.output().with_context(|| format!("{doing}: could not run `{line}`; {fix}"))?;
     if !out.status.success() {
-        bail!(
-            "{doing}: `{line}` failed ({}): {}; {fix}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{doing}: `{line}` failed ({}): {}; {fix}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -83,18 +77,12 @@ fn installed_components(toolchain: Option<&str>) -> Result<Vec<String>> {
     if let Some(tc) = toolchain {
         cmd.args(["--toolchain", tc]);
     }
-    let out = query(
-        cmd,
-        "listing installed rustup components",
-        "check that rustup works (`rustup show`)",
-    )?;
+    let out = query(cmd, "listing installed rustup components", "check that rustup works (`rustup show`)")?;
     Ok(out.lines().map(|l| l.trim().to_owned()).collect())
 }
 
 fn has_component(installed: &[String], name: &str) -> bool {
-    installed
-        .iter()
-        .any(|c| c == name || c.starts_with(&format!("{name}-")))
+    installed.iter().any(|c| c == name || c.starts_with(&format!("{name}-")))
 }
 
 fn nightly_toolchain() -> Result<()> {
@@ -121,62 +109,33 @@ fn nightly_toolchain() -> Result<()> {
             &format!("installing the eBPF toolchain {NIGHTLY}"),
             "check the network access to the Rust toolchain server and rerun `cargo xtask setup`",
         )?;
-        println!(
-            "installed: rustup toolchain {NIGHTLY} ({})",
-            NIGHTLY_COMPONENTS.join(", ")
-        );
+        println!("installed: rustup toolchain {NIGHTLY} ({})", NIGHTLY_COMPONENTS.join(", "));
         return Ok(());
     }
     let installed = installed_components(Some(NIGHTLY))?;
-    let missing: Vec<&str> = NIGHTLY_COMPONENTS
-        .iter()
-        .copied()
-        .filter(|c| !has_component(&installed, c))
-        .collect();
+    let missing: Vec<&str> = NIGHTLY_COMPONENTS.iter().copied().filter(|c| !has_component(&installed, c)).collect();
     if missing.is_empty() {
-        println!(
-            "ok: rustup toolchain {NIGHTLY} with {}",
-            NIGHTLY_COMPONENTS.join(", ")
-        );
+        println!("ok: rustup toolchain {NIGHTLY} with {}", NIGHTLY_COMPONENTS.join(", "));
         return Ok(());
     }
     let mut cmd = rustup();
-    cmd.args(["component", "add", "--toolchain", NIGHTLY])
-        .args(&missing);
-    util::run(
-        &mut cmd,
-        &format!("adding {missing:?} to toolchain {NIGHTLY}"),
-        "rerun `cargo xtask setup`",
-    )?;
+    cmd.args(["component", "add", "--toolchain", NIGHTLY]).args(&missing);
+    util::run(&mut cmd, &format!("adding {missing:?} to toolchain {NIGHTLY}"), "rerun `cargo xtask setup`")?;
     println!("installed: {} for toolchain {NIGHTLY}", missing.join(", "));
     Ok(())
 }
 
 fn stable_components() -> Result<()> {
     let installed = installed_components(None)?;
-    let missing: Vec<&str> = STABLE_COMPONENTS
-        .iter()
-        .copied()
-        .filter(|c| !has_component(&installed, c))
-        .collect();
+    let missing: Vec<&str> = STABLE_COMPONENTS.iter().copied().filter(|c| !has_component(&installed, c)).collect();
     if missing.is_empty() {
-        println!(
-            "ok: {} for the default toolchain",
-            STABLE_COMPONENTS.join(", ")
-        );
+        println!("ok: {} for the default toolchain", STABLE_COMPONENTS.join(", "));
         return Ok(());
     }
     let mut cmd = rustup();
     cmd.args(["component", "add"]).args(&missing);
-    util::run(
-        &mut cmd,
-        &format!("adding {missing:?} to the default toolchain"),
-        "rerun `cargo xtask setup`",
-    )?;
-    println!(
-        "installed: {} for the default toolchain",
-        missing.join(", ")
-    );
+    util::run(&mut cmd, &format!("adding {missing:?} to the default toolchain"), "rerun `cargo xtask setup`")?;
+    println!("installed: {} for the default toolchain", missing.join(", "));
     Ok(())
 }
 
@@ -207,10 +166,7 @@ fn bpf_linker() -> Result<()> {
             let where_ = if exe == Path::new("bpf-linker") {
                 String::new()
             } else {
-                format!(
-                    " (at {}, not on PATH: nested builds get it added; add it to your PATH)",
-                    exe.display()
-                )
+                format!(" (at {}, not on PATH: nested builds get it added; add it to your PATH)", exe.display())
             };
             println!("ok: bpf-linker {BPF_LINKER_VERSION}{where_}");
             return Ok(());
@@ -219,11 +175,7 @@ fn bpf_linker() -> Result<()> {
     }
     println!("installing: bpf-linker {BPF_LINKER_VERSION} (cargo install, about a minute) ...");
     let mut cmd = cargo();
-    cmd.args([
-        "install",
-        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
-        "--locked",
-    ]);
+    cmd.args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked"]);
     util::run(
         &mut cmd,
         &format!("installing bpf-linker {BPF_LINKER_VERSION}"),
@@ -236,11 +188,7 @@ fn bpf_linker() -> Result<()> {
 /// Packages of `APT_PACKAGES` that dpkg does not list as installed, or `None`
 /// when this is not a dpkg system.
 fn missing_apt_packages() -> Result<Option<Vec<&'static str>>> {
-    let out = match Command::new("dpkg-query")
-        .args(["-W", "-f=${Package}\t${Status}\n"])
-        .args(APT_PACKAGES)
-        .output()
-    {
+    let out = match Command::new("dpkg-query").args(["-W", "-f=${Package}\t${Status}\n"]).args(APT_PACKAGES).output() {
         Ok(out) => out,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => {
@@ -255,13 +203,7 @@ fn missing_apt_packages() -> Result<Option<Vec<&'static str>>> {
         .filter(|(_, status)| status.trim() == "install ok installed")
         .map(|(name, _)| name.split(':').next().unwrap_or(name))
         .collect();
-    Ok(Some(
-        APT_PACKAGES
-            .iter()
-            .copied()
-            .filter(|p| !installed.contains(p))
-            .collect(),
-    ))
+    Ok(Some(APT_PACKAGES.iter().copied().filter(|p| !installed.contains(p)).collect()))
 }
 
 fn apt_get() -> Command {
@@ -291,41 +233,26 @@ fn apt_packages(root: bool) -> Result<()> {
     }
     println!("installing: apt packages {} ...", missing.join(" "));
     let fix = "read apt's error above and rerun `cargo xtask setup`";
-    util::run(
-        apt_get().args(["update", "-q"]),
-        "updating apt package lists",
-        fix,
-    )?;
+    util::run(apt_get().args(["update", "-q"]), "updating apt package lists", fix)?;
     util::run(
         apt_get()
             .args(["install", "-y", "-q"])
-            .args([
-                "-o",
-                "Dpkg::Options::=--force-confdef",
-                "-o",
-                "Dpkg::Options::=--force-confold",
-            ])
+            .args(["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"])
             .args(&missing),
         &format!("installing apt packages {}", missing.join(" ")),
         fix,
     )?;
     if let Some(still) = missing_apt_packages()?.filter(|m| !m.is_empty()) {
-        bail!(
-            "installing apt packages: still not installed after apt-get: {}; install them by hand",
-            still.join(" ")
-        );
+        bail!("installing apt packages: still not installed after apt-get: {}; install them by hand", still.join(" "));
     }
     println!("installed: apt packages {}", missing.join(" "));
     Ok(())
 }
 
 fn is_mountpoint(path: &str) -> Result<bool> {
-    let status = Command::new("mountpoint")
-        .args(["-q", path])
-        .status()
-        .with_context(|| {
-            format!("checking whether {path} is mounted: could not run `mountpoint` (apt package util-linux)")
-        })?;
+    let status = Command::new("mountpoint").args(["-q", path]).status().with_context(|| {
+        format!("checking whether {path} is mounted: could not run `mountpoint` (apt package util-linux)")
+    })?;
     Ok(status.success())
 }
 
@@ -334,9 +261,7 @@ fn tracefs(root: bool) -> Result<()> {
         println!("ok: tracefs mounted at {TRACEFS}");
         return Ok(());
     }
-    let out = Command::new("mount")
-        .args(["-t", "tracefs", "tracefs", TRACEFS])
-        .output();
+    let out = Command::new("mount").args(["-t", "tracefs", "tracefs", TRACEFS]).output();
     match out {
         Ok(out) if out.status.success() => {
             println!("installed: mounted tracefs at {TRACEFS}");
@@ -361,9 +286,8 @@ fn tracefs(root: bool) -> Result<()> {
             );
             Ok(())
         }
-        Err(e) => Err(e).context(format!(
-            "mounting tracefs at {TRACEFS}: could not run `mount` (apt package mount/util-linux)"
-        )),
+        Err(e) => Err(e)
+            .context(format!("mounting tracefs at {TRACEFS}: could not run `mount` (apt package mount/util-linux)")),
     }
 }
 
@@ -371,8 +295,6 @@ fn btf() {
     if Path::new(BTF_VMLINUX).exists() {
         println!("ok: kernel BTF at {BTF_VMLINUX}");
     } else {
-        println!(
-            "warning: no {BTF_VMLINUX}: tracer needs a kernel built with CONFIG_DEBUG_INFO_BTF"
-        );
+        println!("warning: no {BTF_VMLINUX}: tracer needs a kernel built with CONFIG_DEBUG_INFO_BTF");
     }
 }

@@ -47,8 +47,7 @@ pub fn path_with_cargo_bin() -> OsString {
 pub fn cargo() -> Command {
     let program = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(program);
-    cmd.current_dir(repo_root())
-        .env("PATH", path_with_cargo_bin());
+    cmd.current_dir(repo_root()).env("PATH", path_with_cargo_bin());
     cmd
 }
 
@@ -61,9 +60,7 @@ pub fn is_root() -> bool {
 /// Finds an executable on `$PATH`.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
-    env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
 /// The command line of `cmd`, for messages.
@@ -83,9 +80,7 @@ pub fn display(cmd: &Command) -> String {
 /// `doing` says what it was for, `fix` what the user should do on failure.
 pub fn run(cmd: &mut Command, doing: &str, fix: &str) -> Result<()> {
     let line = display(cmd);
-    let status = cmd
-        .status()
-        .with_context(|| format!("{doing}: could not start `{line}`; {fix}"))?;
+    let status = cmd.status().with_context(|| format!("{doing}: could not start `{line}`; {fix}"))?;
     if !status.success() {
         bail!("{doing}: `{line}` failed ({status}); {fix}");
     }

@@ -22,6 +22,20 @@ pub const MAP_LOST: &str = "LOST";
 pub const MAP_SCRATCH: &str = "SCRATCH";
 /// Name of the scratch map the task iterator builds its records in.
 pub const MAP_ITER_SCRATCH: &str = "ITER_SCRATCH";
+/// Name of the array map (u64 values) saying what the next iterator walk does.
+pub const MAP_ITER_MODE: &str = "ITER_MODE";
+/// `ITER_MODE` slot holding the mode.
+pub const ITER_SLOT_MODE: u32 = 0;
+/// `ITER_MODE` slot holding the parent-group cursor: 0 to start, then where the
+/// next walk goes on, [`ITER_CURSOR_DONE`] when the thread list is done.
+pub const ITER_SLOT_CURSOR: u32 = 1;
+pub const ITER_CURSOR_DONE: u64 = u64::MAX;
+/// `ITER_MODE` value: one record per task visited.
+pub const ITER_MODE_ALL: u32 = 0;
+/// `ITER_MODE` value: on a walk filtered to one process, a record for the thread
+/// at the cursor of that process's real parent (to reach a parent the kernel left
+/// out of the full walk), advancing the cursor.
+pub const ITER_MODE_PARENT_GROUP: u32 = 1;
 /// Name of the load-time global holding [`Config`].
 pub const GLOBAL_CONFIG: &str = "CONFIG";
 /// Name of the load-time global holding [`Offsets`].
@@ -318,6 +332,8 @@ offsets! {
     task_struct_utime,
     /// `task_struct.children` (a list_head): empty when it points at itself.
     task_struct_children,
+    /// `task_struct.thread_node`, linked on `signal_struct.thread_head` (Linux 6.7+).
+    task_struct_thread_node,
     task_struct_stime,
     cred_uid,
     cred_gid,
@@ -340,6 +356,7 @@ offsets! {
     signal_struct_is_child_subreaper_bit,
     /// Bit offset of the bitfield `has_child_subreaper`.
     signal_struct_has_child_subreaper_bit,
+    signal_struct_thread_head,
     pid_namespace_child_reaper,
     mm_struct_arg_start,
     mm_struct_arg_end,
@@ -375,7 +392,9 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        for k in [Kind::Fork, Kind::Clone, Kind::Exec, Kind::ThreadExit, Kind::ProcessExit, Kind::Rename, Kind::Snapshot] {
+        for k in
+            [Kind::Fork, Kind::Clone, Kind::Exec, Kind::ThreadExit, Kind::ProcessExit, Kind::Rename, Kind::Snapshot]
+        {
             assert_eq!(Kind::from_u32(k as u32), Some(k));
         }
         assert_eq!(Kind::from_u32(0), None);

@@ -33,11 +33,7 @@ pub enum BtfError {
         "{origin}: {reason} (needed for offset {field}); tracer does not support this kernel \
          version yet, please report it together with `uname -r`"
     )]
-    Unsupported {
-        origin: String,
-        field: &'static str,
-        reason: String,
-    },
+    Unsupported { origin: String, field: &'static str, reason: String },
     #[error("internal error: Offsets field {0} has no entry in the table of tracer/src/bpf/btf.rs")]
     Unmapped(&'static str),
 }
@@ -87,6 +83,7 @@ const TABLE: &[Entry] = &[
     ("task_struct_mm", "task_struct", M(&["mm"]), REQ),
     ("task_struct_utime", "task_struct", M(&["utime"]), REQ),
     ("task_struct_children", "task_struct", M(&["children"]), REQ),
+    ("task_struct_thread_node", "task_struct", M(&["thread_node"]), OPT),
     ("task_struct_stime", "task_struct", M(&["stime"]), REQ),
     // kuid_t/kgid_t wrap a single `val`: the member's own offset is the id's.
     ("cred_uid", "cred", M(&["uid"]), REQ),
@@ -102,6 +99,7 @@ const TABLE: &[Entry] = &[
     ("upid_ns", "upid", M(&["ns"]), REQ),
     ("pid_namespace_ns_inum", "pid_namespace", M(&["ns.inum"]), REQ),
     ("pid_namespace_child_reaper", "pid_namespace", M(&["child_reaper"]), REQ),
+    ("signal_struct_thread_head", "signal_struct", M(&["thread_head"]), OPT),
     ("nsproxy_mnt_ns", "nsproxy", M(&["mnt_ns"]), REQ),
     ("mnt_namespace_ns_inum", "mnt_namespace", M(&["ns.inum"]), REQ),
     ("signal_struct_live", "signal_struct", M(&["live"]), REQ),
@@ -149,9 +147,7 @@ impl KernelBtf {
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, BtfError> {
         let path = path.as_ref();
         let btf = Btf::from_file(path).map_err(|source| match source {
-            btf_rs::Error::IO(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                BtfError::NotFound(path.to_path_buf())
-            }
+            btf_rs::Error::IO(e) if e.kind() == std::io::ErrorKind::NotFound => BtfError::NotFound(path.to_path_buf()),
             source => BtfError::Read(path.to_path_buf(), source),
         })?;
         let origin = format!("BTF {}", path.display());
@@ -184,11 +180,7 @@ impl KernelBtf {
                 Ok(value) => value,
                 Err(reason) if required => {
                     let origin = self.origin.clone();
-                    return Err(BtfError::Unsupported {
-                        origin,
-                        field,
-                        reason,
-                    });
+                    return Err(BtfError::Unsupported { origin, field, reason });
                 }
                 Err(reason) => {
                     log::info!("{}: {reason}; {field} left unset", self.origin);
@@ -216,12 +208,7 @@ impl KernelBtf {
         if let Ok(Type::Ptr(ptr)) = self.strip(target)
             && let Ok(Type::FuncProto(proto)) = self.strip(ptr.get_type_id()?)
         {
-            return proto
-                .parameters
-                .iter()
-                .filter(|p| !p.is_variadic())
-                .count()
-                .checked_sub(1);
+            return proto.parameters.iter().filter(|p| !p.is_variadic()).count().checked_sub(1);
         }
         None
     }
@@ -294,12 +281,7 @@ impl KernelBtf {
 
     /// Bit offset and BTF member of the path `names` in `st`, looking through
     /// anonymous struct/union members.
-    fn find(
-        &self,
-        st: &Struct,
-        names: &[&str],
-        depth: usize,
-    ) -> Result<Option<(u32, Member)>, BtfError> {
+    fn find(&self, st: &Struct, names: &[&str], depth: usize) -> Result<Option<(u32, Member)>, BtfError> {
         let Some((&name, rest)) = names.split_first().filter(|_| depth <= MAX_DEPTH) else {
             return Err(self.malformed("struct members nested too deep"));
         };
@@ -352,10 +334,7 @@ impl KernelBtf {
 
     fn malformed(&self, reason: impl std::fmt::Display) -> BtfError {
         let origin = self.origin.clone();
-        BtfError::Malformed {
-            origin,
-            reason: reason.to_string(),
-        }
+        BtfError::Malformed { origin, reason: reason.to_string() }
     }
 }
 

@@ -2,15 +2,16 @@
 //! programs, the ring buffer reader and the task iterator.
 
 pub mod btf;
+pub mod iter;
 pub mod privileges;
 pub mod reader;
 
-use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, Iter},
 };
 use tracer_abi as abi;
@@ -69,6 +70,7 @@ pub struct Kernel {
     ebpf: Ebpf,
     btf: aya::Btf,
     lost: Option<PerCpuArray<MapData, u64>>,
+    iter_mode: Array<MapData, u64>,
     iter_loaded: bool,
 }
 
@@ -80,7 +82,8 @@ impl Kernel {
         privileges::check()?;
         let kbtf = btf::KernelBtf::load()?;
         let offsets = kbtf.offsets()?;
-        let config = abi::Config { argv_max: opts.argv_max, exit_has_group_dead: u32::from(kbtf.exit_has_group_dead()) };
+        let config =
+            abi::Config { argv_max: opts.argv_max, exit_has_group_dead: u32::from(kbtf.exit_has_group_dead()) };
         let btf = aya::Btf::from_sys_fs()
             .context("reading the kernel's BTF from /sys/kernel/btf/vmlinux (tracer needs CONFIG_DEBUG_INFO_BTF=y)")?;
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("reading {what}: {e}"))? as u32;
@@ -112,12 +115,17 @@ impl Kernel {
                 .ok_or_else(|| anyhow!("program {name} is missing from the eBPF object"))?
                 .try_into()?;
             prog.load(tp, &btf).with_context(|| {
-                format!("loading the {tp} program (the kernel's verifier refused it; run with RUST_LOG=debug for details)")
+                format!(
+                    "loading the {tp} program (the kernel's verifier refused it; run with RUST_LOG=debug for details)"
+                )
             })?;
             prog.attach().with_context(|| format!("attaching to the BTF tracepoint {tp}"))?;
         }
         let lost = PerCpuArray::try_from(ebpf.take_map(abi::MAP_LOST).ok_or_else(|| anyhow!("map LOST missing"))?)?;
-        Ok(Kernel { ebpf, btf, lost: Some(lost), iter_loaded: false })
+        let iter_mode = Array::try_from(
+            ebpf.take_map(abi::MAP_ITER_MODE).ok_or_else(|| anyhow!("map {} missing", abi::MAP_ITER_MODE))?,
+        )?;
+        Ok(Kernel { ebpf, btf, lost: Some(lost), iter_mode, iter_loaded: false })
     }
 
     /// Takes the ring buffer (once).
@@ -146,30 +154,108 @@ impl Kernel {
             )?;
             self.iter_loaded = true;
         }
-        let link_id = prog.attach().context("attaching the task iterator")?;
-        let link = prog.take_link(link_id)?;
-        let mut file = link.into_file().context("creating a task iterator instance")?;
-        let mut data = Vec::with_capacity(1 << 20);
-        file.read_to_end(&mut data).context("reading the task iterator")?;
+        let prog_fd = prog.fd()?.as_fd();
+        let mode = &mut self.iter_mode;
+        mode.set(abi::ITER_SLOT_MODE, u64::from(abi::ITER_MODE_ALL), 0)?;
         let mut snap = Snapshot::default();
-        for rec in event::records(&data) {
-            match rec.and_then(Event::decode) {
-                Ok(ev) => snap.events.push(ev),
-                Err(e) => {
-                    snap.malformed += 1;
-                    log::warn!("task iterator: malformed record skipped: {e}");
+        let data = iter::walk(prog_fd, None).context("running the task iterator")?;
+        snap.decode(&data);
+
+        // Some kernels leave tasks out of iterator walks (on this project's VMs, PID 1
+        // and its threads: a protected sandbox agent). Every such process that has
+        // children is still reachable through their real_parent pointers: ask the
+        // kernel for the parent's thread group through one child, round by round
+        // (a filled-in parent may itself have a missing parent).
+        let mut asked = std::collections::HashSet::new();
+        for _ in 0..MAX_FILL_ROUNDS {
+            let missing = snap.missing_parents();
+            let todo: Vec<(u32, u32)> = missing.into_iter().filter(|(ppid, _)| asked.insert(*ppid)).collect();
+            if todo.is_empty() {
+                break;
+            }
+            mode.set(abi::ITER_SLOT_MODE, u64::from(abi::ITER_MODE_PARENT_GROUP), 0)?;
+            for (ppid, child) in todo {
+                match fill_in_parent(mode, prog_fd, child, &mut snap) {
+                    Ok(n) => log::info!(
+                        "the task iterator left out process {ppid}; filled in {n} tasks through its child {child}"
+                    ),
+                    Err(e) => log::warn!("could not fill in process {ppid} through its child {child}: {e}"),
                 }
             }
+            mode.set(abi::ITER_SLOT_MODE, u64::from(abi::ITER_MODE_ALL), 0)?;
         }
         Ok(snap)
     }
 }
 
+/// Reads the threads of `child`'s real parent, one walk per thread (see the
+/// iterator program's parent-group mode). Returns how many were added.
+fn fill_in_parent(
+    mode: &mut Array<MapData, u64>,
+    prog: BorrowedFd<'_>,
+    child: u32,
+    snap: &mut Snapshot,
+) -> Result<u64> {
+    mode.set(abi::ITER_SLOT_CURSOR, 0, 0)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut added = 0;
+    for _ in 0..MAX_GROUP_THREADS {
+        let data = iter::walk(prog, Some(child))?;
+        let before = snap.events.len();
+        snap.decode(&data);
+        // A thread list that changed under the cursor could lead back to a thread
+        // already read: stop there.
+        let fresh = snap.events[before..].iter().all(|e| seen.insert(e.task.tid));
+        added += (snap.events.len() - before) as u64;
+        if !fresh || snap.events.len() == before || mode.get(&abi::ITER_SLOT_CURSOR, 0)? == abi::ITER_CURSOR_DONE {
+            break;
+        }
+    }
+    snap.filled_in += added;
+    Ok(added)
+}
+
+/// Most threads read from one left-out process.
+const MAX_GROUP_THREADS: usize = 1 << 16;
+
+/// Rounds of filling in parents the walk left out.
+const MAX_FILL_ROUNDS: usize = 8;
+
 /// The outcome of one task iterator walk.
 #[derive(Default, Debug)]
 pub struct Snapshot {
     pub events: Vec<Event>,
+    /// Malformed records skipped.
     pub malformed: u64,
+    /// Tasks the full walk left out, found through their children.
+    pub filled_in: u64,
+}
+
+impl Snapshot {
+    fn decode(&mut self, data: &[u8]) {
+        for rec in event::records(data) {
+            match rec.and_then(Event::decode) {
+                Ok(ev) => self.events.push(ev),
+                Err(e) => {
+                    self.malformed += 1;
+                    log::warn!("task iterator: malformed record skipped: {e}");
+                }
+            }
+        }
+    }
+
+    /// Parent pids that tasks name but the walk did not return, each with one child pid.
+    fn missing_parents(&self) -> Vec<(u32, u32)> {
+        let present: std::collections::HashSet<u32> = self.events.iter().map(|e| e.task.pid).collect();
+        let mut missing = std::collections::BTreeMap::new();
+        for e in &self.events {
+            let ppid = e.task.ppid;
+            if ppid != 0 && !present.contains(&ppid) {
+                missing.entry(ppid).or_insert(e.task.pid);
+            }
+        }
+        missing.into_iter().collect()
+    }
 }
 
 /// Reads the kernel side's count of records it could not write.

@@ -54,7 +54,9 @@ pub fn check() -> Result<()> {
         (false, false) => bail!(
             "tracer needs root (or CAP_BPF and CAP_PERFMON) to load its kernel programs: run it with sudo, or start `tracer daemon` as root"
         ),
-        (false, true) => bail!("tracer lacks CAP_BPF: run it as root, or grant CAP_BPF (e.g. setcap cap_bpf,cap_perfmon+ep)"),
+        (false, true) => {
+            bail!("tracer lacks CAP_BPF: run it as root, or grant CAP_BPF (e.g. setcap cap_bpf,cap_perfmon+ep)")
+        }
         (true, false) => {
             bail!("tracer lacks CAP_PERFMON: run it as root, or grant CAP_PERFMON (e.g. setcap cap_bpf,cap_perfmon+ep)")
         }

@@ -105,9 +105,13 @@ pub fn spawn_kernel_logger(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
     };
     handle.spawn(async move {
         // SAFETY: the logger owns its ring buffer fd for as long as the AsyncFd owns the logger.
-        let Ok(mut fd) = (unsafe { AsyncFd::register(logger) }) else { return };
+        let Ok(mut fd) = (unsafe { AsyncFd::register(logger) }) else {
+            return;
+        };
         loop {
-            let Ok(mut guard) = fd.readable_mut().await else { return };
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return;
+            };
             guard.get_inner_mut().flush();
             guard.clear_ready();
         }

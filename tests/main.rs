@@ -1,0 +1,1 @@
+//! Integration tests (root and BPF): see each module.

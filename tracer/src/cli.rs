@@ -1,0 +1,124 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::bpf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tracer",
+    version,
+    about = "Live process, thread and container tree of this host, from eBPF lifecycle events",
+    long_about = "tracer follows every fork, thread clone, exec, exit and rename on this host through \
+eBPF programs and keeps the live tree of processes and threads from those events alone \
+(it never polls /proc). Loading the programs needs root (or CAP_BPF and CAP_PERFMON)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print lifecycle events as they happen, one line each (or JSON lines).
+    Events(EventsArgs),
+    /// Print the process tree (like `ps afxuww`), or threads with -L.
+    Ps(PsArgs),
+}
+
+/// Settings of the kernel side.
+#[derive(Args, Debug, Clone)]
+pub struct KernelArgs {
+    /// Ring buffer size in bytes (a power of two; K/M suffixes allowed).
+    #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_size)]
+    pub ringbuf_size: u32,
+    /// argv bytes captured per exec (longer argv are cut and flagged).
+    #[arg(long, value_name = "BYTES", default_value = "32K", value_parser = parse_size)]
+    pub argv_max: u32,
+}
+
+impl KernelArgs {
+    pub fn options(&self) -> bpf::Options {
+        bpf::Options { ringbuf_bytes: self.ringbuf_size, argv_max: self.argv_max }
+    }
+}
+
+/// Which processes to show.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Only this process and its descendants.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Only processes (threads, for events) whose comm is NAME.
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Write JSON lines with every field instead of aligned text.
+    #[arg(long)]
+    pub json: bool,
+    /// Leave out thread creations and thread exits.
+    #[arg(long)]
+    pub no_threads: bool,
+    /// Leave out events of kernel threads.
+    #[arg(long)]
+    pub no_kthreads: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only processes of this user (name or uid).
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub user: Option<String>,
+    /// One line per thread, like `ps -eLf`.
+    #[arg(short = 'L')]
+    pub threads: bool,
+    /// The whole tree as JSON, every field.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `4096`, `64K`, `8M`, `1G` into bytes.
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.eq_ignore_ascii_case(&'k') => (&s[..i], 1u64 << 10),
+        Some((i, c)) if c.eq_ignore_ascii_case(&'m') => (&s[..i], 1 << 20),
+        Some((i, c)) if c.eq_ignore_ascii_case(&'g') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("'{s}' is not a size in bytes (e.g. 4096, 64K, 8M)"))?;
+    let v = n.checked_mul(mult).filter(|v| *v <= u64::from(u32::MAX));
+    v.map(|v| v as u32).ok_or_else(|| format!("'{s}' is too large (at most 4G - 1)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("8m"), Ok(8 << 20));
+        assert!(parse_size("x").is_err());
+        assert!(parse_size("8G").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,4 @@
+//! The commands.
+
+pub mod events;
+pub mod ps;

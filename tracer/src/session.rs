@@ -1,0 +1,93 @@
+//! A tracing session: the programs loaded and attached, the ring buffer read in a
+//! task of its own, and task iterator walks merged with the live stream.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Result;
+use tokio::sync::mpsc;
+
+use crate::{
+    bpf::{
+        Kernel, Options,
+        reader::{self, Message, ReaderStats},
+    },
+    clock,
+    event::Event,
+};
+
+/// Batches buffered between the reader and the consumer.
+const CHANNEL_BATCHES: usize = 1024;
+
+pub struct Session {
+    kernel: Kernel,
+    pub rx: mpsc::Receiver<Message>,
+    pub stats: Arc<ReaderStats>,
+    _reader: tokio::task::JoinHandle<()>,
+}
+
+/// One task iterator walk and the live stream around it.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// One snapshot event per task found.
+    pub snapshot: Vec<Event>,
+    /// Live events read while the walk ran (and up to its end).
+    pub live: Vec<Event>,
+    /// A new lost total reported meanwhile, if any.
+    pub lost: Option<u64>,
+    /// Boot-clock time when the walk started and ended.
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Malformed iterator records skipped.
+    pub malformed: u64,
+}
+
+impl Session {
+    /// Loads and attaches the programs and starts reading. From here on no event
+    /// is missed: they queue in the channel until the caller reads them.
+    pub fn start(opts: &Options) -> Result<Session> {
+        let mut kernel = Kernel::load(opts)?;
+        let ring = kernel.take_ring_buffer()?;
+        let lost = kernel.take_lost_counter()?;
+        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+        let stats = Arc::new(ReaderStats::default());
+        let handle = reader::spawn(ring, lost, tx, stats.clone())?;
+        Ok(Session { kernel, rx, stats, _reader: handle })
+    }
+
+    /// Walks all tasks with the BPF task iterator while the live stream keeps
+    /// flowing, and returns both so that the caller can merge them by time.
+    /// Live messages already queued before the walk are part of `live` too.
+    pub async fn walk(&mut self) -> Result<Walk> {
+        let start_ns = clock::boot_now_ns();
+        let kernel = &mut self.kernel;
+        let snap = tokio::task::block_in_place(|| kernel.snapshot())?;
+        let end_ns = clock::boot_now_ns();
+        let mut walk = Walk { snapshot: snap.events, malformed: snap.malformed, start_ns, end_ns, ..Walk::default() };
+        // Read the live stream up to the walk's end: records made during the walk
+        // may still sit in the ring buffer for a moment.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        loop {
+            let caught_up = walk.live.last().is_some_and(|e| e.ts_ns >= end_ns);
+            let wait = if caught_up { Duration::ZERO } else { Duration::from_millis(20) };
+            let msg = match tokio::time::timeout(wait, self.rx.recv()).await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(_) => {
+                    if caught_up || tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    // Nothing more arrived in 20 ms: the ring buffer is drained.
+                    break;
+                }
+            };
+            match msg {
+                Message::Events(evs) => walk.live.extend(evs),
+                Message::Lost { total } => walk.lost = Some(total),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        Ok(walk)
+    }
+}
