@@ -214,6 +214,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     // SAFETY: helper without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let Some(scratch) = SCRATCH.get_ptr_mut(cpu) else {
+        aya_log_ebpf::error!(&ctx, "no scratch slot for cpu {}: exec record lost", cpu);
         count_lost();
         return 0;
     };
@@ -253,6 +254,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     // SAFETY: fixed + flen + alen <= SCRATCH_SIZE by the bounds above.
     let r = unsafe { bpf_probe_read_user(buf.add(fixed + flen).cast(), alen as u32, start as *const c_void) };
     if r < 0 {
+        aya_log_ebpf::warn!(&ctx, "exec of pid {}: argv of {} bytes unreadable (error {})", ev.task.tgid, alen, r);
         alen = 0;
         flags |= ARGV_UNREADABLE;
     }
