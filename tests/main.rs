@@ -1,1 +1,9 @@
 //! Integration tests (root and BPF): see each module.
+//!
+//! They spawn `tracer` (the binary of this package) and known workloads, and check the
+//! events against what was spawned. Without root they skip, except under `CI=true`
+//! where they fail.
+
+mod util;
+
+mod events;

@@ -28,6 +28,12 @@ fn local(epoch_ns: i128) -> (libc::tm, u32) {
     (tm, nanos)
 }
 
+/// Local time's offset from UTC now, seconds.
+pub fn utc_offset_s() -> i32 {
+    let (tm, _) = local(now(libc::CLOCK_REALTIME));
+    tm.tm_gmtoff as i32
+}
+
 /// `HH:MM:SS.mmm` local time of a boot-clock timestamp.
 pub fn format_time_ms(boot_epoch_ns: i128, ts_ns: u64) -> String {
     let (tm, nanos) = local(boot_epoch_ns + i128::from(ts_ns));

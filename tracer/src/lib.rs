@@ -5,8 +5,11 @@ pub mod bpf;
 pub mod cli;
 pub mod clock;
 pub mod cmd;
+pub mod engine;
 pub mod event;
+pub mod render;
 pub mod session;
 pub mod users;
 
 pub mod output;
+pub mod tracker;

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::{
     clock,
-    event::{Argv, Body, Comm, Event, ExitStatus, ProcRef, TaskInfo},
+    event::{Argv, Body, Comm, Event, ProcRef, TaskInfo},
     users,
 };
 
@@ -29,6 +29,15 @@ pub enum Line<'a> {
         lost: u64,
         total: u64,
     },
+    /// A repair walk after lost records changed a process: `what` says how.
+    Repaired {
+        ts_ns: u64,
+        proc: ProcRef,
+        comm: Comm,
+        uid: u32,
+        ppid: u32,
+        what: &'static str,
+    },
 }
 
 /// The text header matching [`text`].
@@ -43,8 +52,23 @@ fn comm_shown(task: &TaskInfo) -> String {
     if task.kthread { format!("[{}]", task.comm) } else { task.comm.to_string() }
 }
 
+/// Appends `s` with control characters escaped, so that a line stays one line.
+fn push_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
 fn argv_text(out: &mut String, argv: &Argv) {
-    out.push_str(&argv.joined());
+    push_escaped(out, &argv.joined());
     if argv.truncated {
         let _ = write!(out, " [argv truncated: {} of {} bytes]", argv.raw.len(), argv.real_len);
     }
@@ -78,7 +102,7 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
                     let _ = write!(out, "new thread, created by tid {creator_tid}");
                 }
                 Body::Exec { old_tid, filename, filename_truncated, argv } => {
-                    out.push_str(filename);
+                    push_escaped(&mut out, filename);
                     if *filename_truncated {
                         out.push_str("[...]");
                     }
@@ -115,6 +139,19 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
                 new_ppid
             );
         }
+        Line::Repaired { ts_ns, proc, comm, uid, ppid, what } => {
+            let _ = write!(
+                out,
+                "{:<12} {:<11} {:>7} {:>7} {:>7} {:<9} {:<16} {what}",
+                clock::format_time_ms(boot_epoch_ns, *ts_ns),
+                "repair",
+                proc.pid,
+                proc.pid,
+                ppid,
+                users::name(*uid),
+                comm.to_string(),
+            );
+        }
         Line::Lost { ts_ns, lost, total } => {
             let _ = write!(
                 out,
@@ -127,51 +164,152 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
     out
 }
 
-#[derive(Serialize)]
-struct JsonEvent<'a> {
-    kind: &'static str,
-    time: String,
-    ts_ns: u64,
-    cpu: u32,
-    #[serde(flatten)]
-    task: &'a TaskInfo,
-    user: std::borrow::Cow<'static, str>,
-    #[serde(flatten)]
-    body: JsonBody<'a>,
+/// Writes JSON lines, one object per [`Line`], with every field at top level.
+///
+/// Serializes straight into the output buffer (no intermediate maps) and formats
+/// the wall-clock prefix of `time` once per second: it runs for every event.
+pub struct JsonWriter {
+    boot_epoch_ns: i128,
+    cached_sec: i128,
+    cached_prefix: String,
 }
 
-#[derive(Serialize)]
-#[serde(untagged)]
-enum JsonBody<'a> {
-    Creator {
-        creator_tid: u32,
-    },
-    Exec {
-        old_tid: u32,
-        filename: &'a str,
-        filename_truncated: bool,
-        argv: &'a Argv,
-        argv_len: usize,
-        argv_real_len: u32,
-        argv_truncated: bool,
-        argv_unreadable: bool,
-    },
-    Exit {
-        status: ExitStatus,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        reaper: Option<ProcRef>,
-    },
-    Rename {
-        new_comm: Comm,
-    },
-    Snapshot {
-        utime_ns: u64,
-        stime_ns: u64,
-        rss_pages: u64,
-        exe: &'a str,
-        argv: &'a Argv,
-        zombie: bool,
-    },
+impl JsonWriter {
+    pub fn new(boot_epoch_ns: i128) -> JsonWriter {
+        JsonWriter { boot_epoch_ns, cached_sec: i128::MIN, cached_prefix: String::new() }
+    }
+
+    /// RFC 3339 UTC time of a boot-clock timestamp, with ns.
+    fn time(&mut self, ts_ns: u64) -> String {
+        let t = self.boot_epoch_ns + i128::from(ts_ns);
+        let sec = t.div_euclid(1_000_000_000);
+        if sec != self.cached_sec {
+            let full = clock::format_rfc3339(self.boot_epoch_ns, ts_ns);
+            self.cached_prefix = full[..full.len() - 11].to_string();
+            self.cached_sec = sec;
+        }
+        format!("{}.{:09}Z", self.cached_prefix, t.rem_euclid(1_000_000_000))
+    }
+
+    /// Appends one JSON object and a newline to `out`.
+    pub fn write(&mut self, line: &Line<'_>, out: &mut Vec<u8>) {
+        let r = match line {
+            Line::Event(ev) => {
+                let time = self.time(ev.ts_ns);
+                serde_json::to_writer(&mut *out, &JsonEvent { ev, time })
+            }
+            Line::Reparent { ts_ns, child, comm, uid, old_ppid, new_ppid } => serde_json::to_writer(
+                &mut *out,
+                &JsonReparent {
+                    kind: "reparent",
+                    time: self.time(*ts_ns),
+                    ts_ns: *ts_ns,
+                    pid: child.pid,
+                    proc_start_ns: child.start_ns,
+                    comm: *comm,
+                    uid: *uid,
+                    user: users::name(*uid),
+                    old_ppid: *old_ppid,
+                    ppid: *new_ppid,
+                },
+            ),
+            Line::Repaired { ts_ns, proc, comm, uid, ppid, what } => serde_json::to_writer(
+                &mut *out,
+                &JsonRepaired {
+                    kind: "repair",
+                    time: self.time(*ts_ns),
+                    ts_ns: *ts_ns,
+                    pid: proc.pid,
+                    proc_start_ns: proc.start_ns,
+                    ppid: *ppid,
+                    comm: *comm,
+                    uid: *uid,
+                    user: users::name(*uid),
+                    what,
+                },
+            ),
+            Line::Lost { ts_ns, lost, total } => serde_json::to_writer(
+                &mut *out,
+                &JsonLost { kind: "lost", time: self.time(*ts_ns), ts_ns: *ts_ns, lost: *lost, total: *total },
+            ),
+        };
+        if let Err(e) = r {
+            // Only non-string map keys can fail, and there are none; say so rather than panic.
+            out.extend_from_slice(format!("{{\"kind\":\"error\",\"error\":\"{e}\"}}").as_bytes());
+        }
+        out.push(b'\n');
+    }
+}
+
+/// One event as a flat JSON object: common fields, then the kind's own.
+struct JsonEvent<'a> {
+    ev: &'a Event,
+    time: String,
+}
+
+impl Serialize for JsonEvent<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let ev = self.ev;
+        let t = &ev.task;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("kind", ev.body.name())?;
+        m.serialize_entry("time", &self.time)?;
+        m.serialize_entry("ts_ns", &ev.ts_ns)?;
+        m.serialize_entry("cpu", &ev.cpu)?;
+        m.serialize_entry("pid", &t.pid)?;
+        m.serialize_entry("tid", &t.tid)?;
+        m.serialize_entry("ppid", &t.ppid)?;
+        m.serialize_entry("ns_pid", &t.ns_pid)?;
+        m.serialize_entry("ns_tid", &t.ns_tid)?;
+        m.serialize_entry("uid", &t.uid)?;
+        m.serialize_entry("gid", &t.gid)?;
+        m.serialize_entry("user", &users::name(t.uid))?;
+        m.serialize_entry("start_ns", &t.start_ns)?;
+        m.serialize_entry("proc_start_ns", &t.proc_start_ns)?;
+        m.serialize_entry("parent_start_ns", &t.parent_start_ns)?;
+        m.serialize_entry("cgroup_id", &t.cgroup_id)?;
+        m.serialize_entry("pidns", &t.pidns)?;
+        m.serialize_entry("mntns", &t.mntns)?;
+        m.serialize_entry("comm", &t.comm)?;
+        m.serialize_entry("kthread", &t.kthread)?;
+        match &ev.body {
+            Body::Fork { creator_tid } | Body::Clone { creator_tid } => {
+                m.serialize_entry("creator_tid", creator_tid)?;
+            }
+            Body::Exec { old_tid, filename, filename_truncated, argv } => {
+                m.serialize_entry("old_tid", old_tid)?;
+                m.serialize_entry("filename", filename)?;
+                m.serialize_entry("filename_truncated", filename_truncated)?;
+                argv_entries(&mut m, argv)?;
+            }
+            Body::ThreadExit { status } => m.serialize_entry("status", status)?,
+            Body::ProcessExit { status, reaper } => {
+                m.serialize_entry("status", status)?;
+                if let Some(r) = reaper {
+                    m.serialize_entry("reaper", r)?;
+                }
+            }
+            Body::Rename { new_comm } => m.serialize_entry("new_comm", new_comm)?,
+            Body::Snapshot { utime_ns, stime_ns, rss_pages, exe, argv, zombie } => {
+                m.serialize_entry("utime_ns", utime_ns)?;
+                m.serialize_entry("stime_ns", stime_ns)?;
+                m.serialize_entry("rss_pages", rss_pages)?;
+                m.serialize_entry("exe", exe)?;
+                m.serialize_entry("zombie", zombie)?;
+                argv_entries(&mut m, argv)?;
+            }
+        }
+        m.end()
+    }
+}
+
+fn argv_entries<M: serde::ser::SerializeMap>(m: &mut M, argv: &Argv) -> Result<(), M::Error> {
+    m.serialize_entry("argv", argv)?;
+    m.serialize_entry("argv_len", &argv.raw.len())?;
+    m.serialize_entry("argv_real_len", &argv.real_len)?;
+    m.serialize_entry("argv_truncated", &argv.truncated)?;
+    m.serialize_entry("argv_unreadable", &argv.unreadable)
 }
 
 #[derive(Serialize)]
@@ -183,8 +321,23 @@ struct JsonReparent {
     proc_start_ns: u64,
     comm: Comm,
     uid: u32,
+    user: std::borrow::Cow<'static, str>,
     old_ppid: u32,
     ppid: u32,
+}
+
+#[derive(Serialize)]
+struct JsonRepaired {
+    kind: &'static str,
+    time: String,
+    ts_ns: u64,
+    pid: u32,
+    proc_start_ns: u64,
+    ppid: u32,
+    comm: Comm,
+    uid: u32,
+    user: std::borrow::Cow<'static, str>,
+    what: &'static str,
 }
 
 #[derive(Serialize)]
@@ -196,64 +349,23 @@ struct JsonLost {
     total: u64,
 }
 
-/// One JSON object (no newline).
-pub fn json(line: &Line<'_>, boot_epoch_ns: i128) -> String {
-    let r = match line {
-        Line::Event(ev) => {
-            let body = match &ev.body {
-                Body::Fork { creator_tid } | Body::Clone { creator_tid } => {
-                    JsonBody::Creator { creator_tid: *creator_tid }
-                }
-                Body::Exec { old_tid, filename, filename_truncated, argv } => JsonBody::Exec {
-                    old_tid: *old_tid,
-                    filename,
-                    filename_truncated: *filename_truncated,
-                    argv,
-                    argv_len: argv.raw.len(),
-                    argv_real_len: argv.real_len,
-                    argv_truncated: argv.truncated,
-                    argv_unreadable: argv.unreadable,
-                },
-                Body::ThreadExit { status } => JsonBody::Exit { status: *status, reaper: None },
-                Body::ProcessExit { status, reaper } => JsonBody::Exit { status: *status, reaper: *reaper },
-                Body::Rename { new_comm } => JsonBody::Rename { new_comm: *new_comm },
-                Body::Snapshot { utime_ns, stime_ns, rss_pages, exe, argv, zombie } => JsonBody::Snapshot {
-                    utime_ns: *utime_ns,
-                    stime_ns: *stime_ns,
-                    rss_pages: *rss_pages,
-                    exe,
-                    argv,
-                    zombie: *zombie,
-                },
-            };
-            serde_json::to_string(&JsonEvent {
-                kind: ev.body.name(),
-                time: clock::format_rfc3339(boot_epoch_ns, ev.ts_ns),
-                ts_ns: ev.ts_ns,
-                cpu: ev.cpu,
-                task: &ev.task,
-                user: users::name(ev.task.uid),
-                body,
-            })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let mut s = String::new();
+        push_escaped(&mut s, "a\nb\tc\u{1}");
+        assert_eq!(s, "a\\nb\\tc\\x01");
+    }
+
+    #[test]
+    fn time_cache_matches_full_format() {
+        let boot = 1_700_000_000_123_456_789i128;
+        let mut w = JsonWriter::new(boot);
+        for ts in [0u64, 5, 999_999_999, 1_000_000_000, 86_400_000_000_123] {
+            assert_eq!(w.time(ts), clock::format_rfc3339(boot, ts), "ts {ts}");
         }
-        Line::Reparent { ts_ns, child, comm, uid, old_ppid, new_ppid } => serde_json::to_string(&JsonReparent {
-            kind: "reparent",
-            time: clock::format_rfc3339(boot_epoch_ns, *ts_ns),
-            ts_ns: *ts_ns,
-            pid: child.pid,
-            proc_start_ns: child.start_ns,
-            comm: *comm,
-            uid: *uid,
-            old_ppid: *old_ppid,
-            ppid: *new_ppid,
-        }),
-        Line::Lost { ts_ns, lost, total } => serde_json::to_string(&JsonLost {
-            kind: "lost",
-            time: clock::format_rfc3339(boot_epoch_ns, *ts_ns),
-            ts_ns: *ts_ns,
-            lost: *lost,
-            total: *total,
-        }),
-    };
-    r.unwrap_or_else(|e| format!("{{\"kind\":\"error\",\"error\":\"{e}\"}}"))
+    }
 }

@@ -1,19 +1,53 @@
-//! `tracer ps`.
+//! `tracer ps`: the process tree as the kernel has it, built from a task
+//! iterator walk merged with the events that raced with it (never /proc).
 
-use std::process::ExitCode;
+use std::{io::Write, process::ExitCode};
 
 use anyhow::Result;
 
-use crate::{cli::PsArgs, event::Body, session::Session};
+use crate::{
+    cli::PsArgs,
+    clock,
+    render::{self, Filter, RenderOptions},
+    tracker::{self, Tracker},
+};
 
 pub async fn run(args: PsArgs) -> Result<ExitCode> {
-    let mut session = Session::start(&args.kernel.options())?;
-    let walk = session.walk().await?;
-    for ev in &walk.snapshot {
-        if let Body::Snapshot { argv, exe, .. } = &ev.body {
-            println!("{} {} {} {} {} {}", ev.task.pid, ev.task.tid, ev.task.ppid, ev.task.comm, exe, argv.joined());
-        }
+    let mut updates = Vec::new();
+    let mut tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
+    // Release what the walk left pending (process exits held for thread exits).
+    tracker.engine.tick(clock::boot_now_ns(), &mut updates);
+    let filter = Filter { pid: args.filter.pid, comm: args.filter.comm.clone(), user: args.user.clone() };
+    let opts = render_options(false);
+    let text = if args.json {
+        let mut s = serde_json::to_string_pretty(&render::json(&tracker.engine, &filter, &opts))?;
+        s.push('\n');
+        s
+    } else if args.threads {
+        render::threads(&tracker.engine, &filter, &opts)
+    } else {
+        render::forest(&tracker.engine, &filter, &opts)
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
     }
-    eprintln!("{} tasks, {} live events, malformed {}", walk.snapshot.len(), walk.live.len(), walk.malformed);
+    if tracker.engine.degraded() {
+        eprintln!("tracer: warning: events were lost while the tree was built; it may be incomplete");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Times and sizes for rendering, read from this machine now.
+pub fn render_options(show_exited: bool) -> RenderOptions {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    RenderOptions {
+        boot_epoch_ns: clock::boot_epoch_ns(),
+        utc_offset_s: clock::utc_offset_s(),
+        now_ns: clock::boot_now_ns(),
+        page_size: if page > 0 { page as u64 } else { 4096 },
+        show_exited,
+    }
 }

@@ -1,0 +1,397 @@
+//! Text and JSON views of the engine's model for `tracer ps`. Pure functions: no
+//! I/O, no clock reads; the caller passes the times and the local UTC offset.
+//!
+//! - [`forest`]: `ps afxuww`-like: `USER PID PPID NLWP START [TIME] [RSS] COMMAND`,
+//!   children indented under their parent with `\_ ` as `ps f` does.
+//! - [`threads`]: `ps -eLf`-like: `UID PID PPID LWP NLWP STIME CMD`, one line per thread.
+//! - [`json`]: `{"degraded": bool, "lost": n, "processes": [...]}`: a flat list of
+//!   processes in forest order (a parent before its children, `depth` 0 for a
+//!   root), each with every field, its children's pids and a `threads` array. The
+//!   tree is rebuilt from `ppid`/`parent_start_ns` (or `children`).
+//!
+//! Order: roots, and the children of each process, by pid then start time.
+//! Exited processes still in the model (the linger, or exited ancestors of live
+//! ones) show with `<exited: STATUS>` after their command.
+
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::engine::{Engine, Process};
+use crate::event::ProcRef;
+
+/// What the caller knows of time and memory, for START, TIME and RSS.
+#[derive(Clone, Copy, Debug)]
+pub struct RenderOptions {
+    /// Wall-clock time of boot, ns since the epoch: CLOCK_REALTIME - CLOCK_BOOTTIME.
+    pub boot_epoch_ns: i128,
+    /// Local time's offset from UTC, seconds (`tm_gmtoff` of localtime_r).
+    pub utc_offset_s: i32,
+    /// The boot clock now, ns: START shows HH:MM for processes started today,
+    /// `MonDD` for earlier ones this year, else the year (as ps does).
+    pub now_ns: u64,
+    /// Bytes per page, for RSS (shown in KiB).
+    pub page_size: u64,
+    /// Show exited processes still in the model.
+    pub show_exited: bool,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions { boot_epoch_ns: 0, utc_offset_s: 0, now_ns: 0, page_size: 4096, show_exited: true }
+    }
+}
+
+/// Which processes to show. All set conditions must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// This process (live, else the latest exited one) and all its descendants.
+    pub pid: Option<u32>,
+    /// Processes whose comm (the leader thread's) is exactly this.
+    pub comm: Option<String>,
+    /// Processes of this user: a user name, or a uid in decimal.
+    pub user: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, p: &Process) -> bool {
+        if let Some(c) = &self.comm
+            && p.comm.as_bytes() != c.as_bytes()
+        {
+            return false;
+        }
+        if let Some(u) = &self.user
+            && p.user.as_deref() != Some(u.as_str())
+            && u.parse::<u32>().ok() != Some(p.uid)
+        {
+            return false;
+        }
+        true
+    }
+}
+
+/// One process to show, its depth in the shown forest, and its children in the
+/// model (alive or exited, by pid), shown or not.
+#[derive(Clone, Debug)]
+pub struct Row<'a> {
+    pub process: &'a Process,
+    pub depth: usize,
+    pub children: Vec<ProcRef>,
+}
+
+/// The whole model's parent -> children map, built in one pass (the engine's own
+/// index lists live children only).
+fn adjacency(engine: &Engine) -> HashMap<ProcRef, Vec<&Process>> {
+    let mut kids: HashMap<ProcRef, Vec<&Process>> = HashMap::new();
+    for p in engine.processes() {
+        if let Some(pr) = p.parent().filter(|&pr| pr != p.id())
+            && engine.get(pr).is_some()
+        {
+            kids.entry(pr).or_default().push(p);
+        }
+    }
+    for v in kids.values_mut() {
+        v.sort_by_key(|c| (c.pid, c.start_ns));
+    }
+    kids
+}
+
+/// The processes `filter` selects, in forest order (pre-order, children by pid).
+/// A selected process whose parent is not selected is a root of the shown forest.
+pub fn select<'a>(engine: &'a Engine, filter: &Filter, opts: &RenderOptions) -> Vec<Row<'a>> {
+    let kids = adjacency(engine);
+    let no_kids: Vec<&Process> = Vec::new();
+    let kids_of = |p: &Process| kids.get(&p.id()).unwrap_or(&no_kids);
+    let keep = |p: &Process| (opts.show_exited || p.is_alive()) && filter.matches(p);
+    let mut chosen: Vec<&Process> = match filter.pid {
+        Some(pid) => {
+            let mut v = Vec::new();
+            if let Some(top) = engine.process(pid) {
+                let mut stack = vec![top];
+                let mut seen = HashSet::new();
+                while let Some(p) = stack.pop() {
+                    if seen.insert(p.id()) {
+                        v.push(p);
+                        stack.extend(kids_of(p).iter().copied());
+                    }
+                }
+            }
+            v.retain(|p| keep(p));
+            v
+        }
+        None => engine.processes().filter(|p| keep(p)).collect(),
+    };
+    chosen.sort_by_key(|p| (p.pid, p.start_ns));
+    let ids: HashSet<ProcRef> = chosen.iter().map(|p| p.id()).collect();
+    let is_root = |p: &Process| p.parent().is_none_or(|r| r == p.id() || !ids.contains(&r));
+
+    let mut rows = Vec::with_capacity(chosen.len());
+    let mut done: HashSet<ProcRef> = HashSet::with_capacity(chosen.len());
+    let mut walk = |root: &'a Process, rows: &mut Vec<Row<'a>>| {
+        let mut stack = vec![(root, 0usize)];
+        while let Some((p, depth)) = stack.pop() {
+            if !done.insert(p.id()) {
+                continue;
+            }
+            let all = kids_of(p);
+            rows.push(Row { process: p, depth, children: all.iter().map(|c| c.id()).collect() });
+            stack.extend(all.iter().rev().filter(|c| ids.contains(&c.id())).map(|&c| (c, depth + 1)));
+        }
+    };
+    for p in chosen.iter().filter(|p| is_root(p)) {
+        walk(p, &mut rows);
+    }
+    // Anything left sits on a parent cycle (only inconsistent input can make one).
+    for p in &chosen {
+        walk(p, &mut rows);
+    }
+    rows
+}
+
+/// The command as ps shows it: argv joined by spaces, or `[comm]` for a kernel
+/// thread or a process without a readable argv.
+pub fn command(p: &Process) -> String {
+    if p.kthread || p.argv.is_empty() { format!("[{}]", p.comm) } else { p.argv.joined() }
+}
+
+fn user(p: &Process) -> Cow<'_, str> {
+    match &p.user {
+        Some(u) => Cow::Borrowed(u),
+        None => Cow::Owned(p.uid.to_string()),
+    }
+}
+
+fn exited_suffix(p: &Process) -> String {
+    match (p.is_alive(), p.exit_status()) {
+        (true, _) => String::new(),
+        (false, Some(s)) => format!(" <exited: {s}>"),
+        (false, None) => " <exited>".to_string(),
+    }
+}
+
+/// Days since 1970-01-01 -> (year, month 1-12, day 1-31).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Seconds since the epoch, local time, of a boot-clock timestamp.
+fn local_secs(opts: &RenderOptions, ts_ns: u64) -> i64 {
+    let ns = opts.boot_epoch_ns + i128::from(ts_ns);
+    (ns.div_euclid(1_000_000_000) as i64) + i64::from(opts.utc_offset_s)
+}
+
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// START as ps shows it: `HH:MM` if the process started today, `MonDD` if this
+/// year, else the year. Local time.
+pub fn format_start(opts: &RenderOptions, start_ns: u64) -> String {
+    let t = local_secs(opts, start_ns);
+    let now = local_secs(opts, opts.now_ns);
+    let (day, now_day) = (t.div_euclid(86_400), now.div_euclid(86_400));
+    if day == now_day {
+        let s = t.rem_euclid(86_400);
+        return format!("{:02}:{:02}", s / 3600, s % 3600 / 60);
+    }
+    let (y, m, d) = civil_from_days(day);
+    let (ny, _, _) = civil_from_days(now_day);
+    if y == ny { format!("{}{:02}", MONTHS[(m - 1) as usize], d) } else { y.to_string() }
+}
+
+/// RFC 3339 UTC time of a boot-clock timestamp, to the ns.
+pub fn format_rfc3339(boot_epoch_ns: i128, ts_ns: u64) -> String {
+    let ns = boot_epoch_ns + i128::from(ts_ns);
+    let secs = ns.div_euclid(1_000_000_000) as i64;
+    let frac = ns.rem_euclid(1_000_000_000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z", s / 3600, s % 3600 / 60, s % 60)
+}
+
+/// CPU time as ps u shows it: `M:SS`.
+fn format_cpu(ns: u64) -> String {
+    let s = ns / 1_000_000_000;
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+/// Left- or right-aligned columns, widths fitted to the contents; the last
+/// column is not padded.
+struct Table {
+    right: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(header: &[(&str, bool)]) -> Table {
+        Table {
+            right: header.iter().map(|h| h.1).collect(),
+            rows: vec![header.iter().map(|h| h.0.to_string()).collect()],
+        }
+    }
+
+    fn render(&self) -> String {
+        let n = self.right.len();
+        let mut width = vec![0usize; n];
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate().take(n - 1) {
+                width[i] = width[i].max(c.chars().count());
+            }
+        }
+        let mut s = String::new();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate() {
+                if i > 0 {
+                    s.push(' ');
+                }
+                if i == n - 1 {
+                    s.push_str(c);
+                } else if self.right[i] {
+                    let _ = write!(s, "{c:>w$}", w = width[i]);
+                } else {
+                    let _ = write!(s, "{c:<w$}", w = width[i]);
+                }
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// The `ps afxuww`-like forest. TIME and RSS columns appear when some shown
+/// process has them (from a task iterator walk); `-` where unknown.
+pub fn forest(engine: &Engine, filter: &Filter, opts: &RenderOptions) -> String {
+    let rows = select(engine, filter, opts);
+    let usage = rows.iter().any(|r| r.process.usage.is_some());
+    let mut header = vec![("USER", false), ("PID", true), ("PPID", true), ("NLWP", true), ("START", false)];
+    if usage {
+        header.extend([("TIME", true), ("RSS", true)]);
+    }
+    header.push(("COMMAND", false));
+    let mut t = Table::new(&header);
+    for r in &rows {
+        let p = r.process;
+        let mut cells = vec![
+            user(p).into_owned(),
+            p.pid.to_string(),
+            p.ppid.to_string(),
+            p.nlwp().to_string(),
+            format_start(opts, p.start_ns),
+        ];
+        if usage {
+            match &p.usage {
+                Some(u) => {
+                    cells.push(format_cpu(u.utime_ns + u.stime_ns));
+                    cells.push((u.rss_pages * opts.page_size / 1024).to_string());
+                }
+                None => cells.extend(["-".to_string(), "-".to_string()]),
+            }
+        }
+        let mut cmd = String::new();
+        if r.depth > 0 {
+            cmd.push_str(&"    ".repeat(r.depth - 1));
+            cmd.push_str(" \\_ ");
+        }
+        cmd.push_str(&command(p));
+        cmd.push_str(&exited_suffix(p));
+        cells.push(cmd);
+        t.rows.push(cells);
+    }
+    t.render()
+}
+
+/// One line per live thread, like `ps -eLf`: processes by pid, the leader first
+/// and then the other threads by tid. STIME is the thread's start.
+pub fn threads(engine: &Engine, filter: &Filter, opts: &RenderOptions) -> String {
+    let mut rows = select(engine, filter, opts);
+    rows.sort_by_key(|r| (r.process.pid, r.process.start_ns));
+    let mut t = Table::new(&[
+        ("UID", false),
+        ("PID", true),
+        ("PPID", true),
+        ("LWP", true),
+        ("NLWP", true),
+        ("STIME", false),
+        ("CMD", false),
+    ]);
+    for r in &rows {
+        let p = r.process;
+        let mut ths: Vec<_> = p.threads.iter().collect();
+        ths.sort_by_key(|th| (th.tid != p.pid, th.tid));
+        let cmd = command(p);
+        for th in ths {
+            t.rows.push(vec![
+                user(p).into_owned(),
+                p.pid.to_string(),
+                p.ppid.to_string(),
+                th.tid.to_string(),
+                p.nlwp().to_string(),
+                format_start(opts, th.start_ns),
+                cmd.clone(),
+            ]);
+        }
+    }
+    t.render()
+}
+
+/// One process as JSON, every field.
+pub fn process_json(row: &Row<'_>, opts: &RenderOptions) -> Value {
+    let (p, depth) = (row.process, row.depth);
+    let mut ths: Vec<_> = p.threads.iter().collect();
+    ths.sort_by_key(|th| (th.tid != p.pid, th.tid));
+    let kids = &row.children;
+    json!({
+        "pid": p.pid,
+        "start_ns": p.start_ns,
+        "start_time": format_rfc3339(opts.boot_epoch_ns, p.start_ns),
+        "ppid": p.ppid,
+        "parent_start_ns": p.parent_start_ns,
+        "spawned_by": (p.spawned_by.pid != 0).then_some(p.spawned_by),
+        "uid": p.uid,
+        "gid": p.gid,
+        "user": p.user.as_deref(),
+        "comm": p.comm,
+        "exe": p.exe.as_deref(),
+        "argv": p.argv,
+        "argv_truncated": p.argv.truncated,
+        "argv_unreadable": p.argv.unreadable,
+        "command": command(p),
+        "cgroup_id": p.cgroup_id,
+        "pidns": p.pidns,
+        "mntns": p.mntns,
+        "ns_pid": p.ns_pid,
+        "kthread": p.kthread,
+        "origin": p.origin,
+        "state": if p.is_alive() { "alive" } else { "exited" },
+        "exit": p.exit_status(),
+        "exited_at_ns": p.exited_at(),
+        "utime_ns": p.usage.as_ref().map(|u| u.utime_ns),
+        "stime_ns": p.usage.as_ref().map(|u| u.stime_ns),
+        "rss_pages": p.usage.as_ref().map(|u| u.rss_pages),
+        "nlwp": p.nlwp(),
+        "depth": depth,
+        "children": kids.iter().map(|c| c.pid).collect::<Vec<_>>(),
+        "threads": ths.iter().map(|th| json!({"tid": th.tid, "comm": th.comm, "start_ns": th.start_ns})).collect::<Vec<_>>(),
+    })
+}
+
+/// The selected processes as JSON (see the module documentation).
+pub fn json(engine: &Engine, filter: &Filter, opts: &RenderOptions) -> Value {
+    let rows = select(engine, filter, opts);
+    json!({
+        "degraded": engine.degraded(),
+        "lost": engine.lost(),
+        "processes": rows.iter().map(|r| process_json(r, opts)).collect::<Vec<_>>(),
+    })
+}

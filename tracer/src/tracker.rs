@@ -1,0 +1,105 @@
+//! The tracker: a [`Session`] feeding an [`Engine`]. It builds the start-up tree
+//! from a task iterator walk merged with the events that raced with it, applies
+//! every event after that, and repairs the tree with a new walk whenever the
+//! kernel reports lost records.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::{
+    bpf::{Options, reader::Message},
+    clock,
+    engine::{Engine, EngineConfig, Update},
+    session::Session,
+};
+
+/// How often held exits and lingering processes are looked at when idle.
+const TICK: Duration = Duration::from_millis(50);
+
+/// What one [`Tracker::step`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Events were applied (their updates are in `out`).
+    Applied,
+    /// The kernel lost `lost` records (`total` in all); a repair walk followed and
+    /// its updates are in `out`.
+    Lost { lost: u64, total: u64, ts_ns: u64 },
+    /// The event stream ended.
+    Ended,
+}
+
+pub struct Tracker {
+    session: Session,
+    pub engine: Engine,
+    tick: tokio::time::Interval,
+    lost_seen: u64,
+}
+
+impl Tracker {
+    /// Loads the programs, walks the tasks, and builds the tree. The walk's own
+    /// updates (one snapshot event per task, and the live events that raced with
+    /// it) go to `out`.
+    pub async fn start(opts: &Options, cfg: EngineConfig, out: &mut Vec<Update>) -> Result<Tracker> {
+        let session = Session::start(opts)?;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut t = Tracker { session, engine: Engine::new(cfg), tick, lost_seen: 0 };
+        t.walk(out).await?;
+        Ok(t)
+    }
+
+    /// A task iterator walk merged into the model; after the first, a repair.
+    async fn walk(&mut self, out: &mut Vec<Update>) -> Result<()> {
+        let lost_at_start = self.session.stats.lost.load(std::sync::atomic::Ordering::Relaxed);
+        let repair = self.engine.stats().walks > 0;
+        let walk = self.session.walk().await?;
+        if let Some(total) = walk.lost {
+            self.lost_seen = self.lost_seen.max(total);
+            self.engine.set_lost(total);
+        }
+        let seen = self.engine.apply_snapshot(walk.snapshot, walk.live, out);
+        if repair {
+            self.engine.reconcile(&seen, walk.start_ns, lost_at_start, out);
+        }
+        Ok(())
+    }
+
+    /// Waits for events (or the next tick) and applies them.
+    pub async fn step(&mut self, out: &mut Vec<Update>) -> Result<Step> {
+        tokio::select! {
+            msg = self.session.rx.recv() => match msg {
+                Some(Message::Events(evs)) => {
+                    for ev in evs {
+                        self.engine.apply(ev, out);
+                    }
+                    Ok(Step::Applied)
+                }
+                Some(Message::Lost { total }) => {
+                    let lost = total.saturating_sub(self.lost_seen);
+                    self.lost_seen = total;
+                    self.engine.set_lost(total);
+                    let ts_ns = clock::boot_now_ns();
+                    log::warn!("{lost} events lost (ring buffer full); repairing the tree with a task iterator walk");
+                    self.walk(out).await?;
+                    Ok(Step::Lost { lost, total, ts_ns })
+                }
+                None => Ok(Step::Ended),
+            },
+            _ = self.tick.tick() => {
+                self.engine.tick(clock::boot_now_ns(), out);
+                Ok(Step::Applied)
+            }
+        }
+    }
+
+    /// Counters of the ring buffer reader.
+    pub fn reader_stats(&self) -> &crate::bpf::reader::ReaderStats {
+        &self.session.stats
+    }
+}
+
+/// The default engine settings for the commands.
+pub fn engine_config() -> EngineConfig {
+    EngineConfig::default()
+}
