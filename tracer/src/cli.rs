@@ -24,6 +24,44 @@ pub enum Command {
     Events(EventsArgs),
     /// Print the process tree (like `ps afxuww`), or threads with -L.
     Ps(PsArgs),
+    /// Keep the tree in one long-running engine and serve it to clients over a Unix socket.
+    Daemon(DaemonArgs),
+    /// Print the daemon's (or a fresh in-process engine's) counters.
+    Stats(StatsArgs),
+}
+
+/// How commands reach the daemon.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// The daemon's socket. Commands use the daemon when one answers there.
+    #[arg(long, value_name = "PATH", default_value = crate::daemon::protocol::DEFAULT_SOCKET)]
+    pub socket: std::path::PathBuf,
+    /// Run the engine in this process even when a daemon is running (needs root).
+    #[arg(long)]
+    pub standalone: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// Socket to serve (created with mode 0660, owner root).
+    #[arg(long, value_name = "PATH", default_value = crate::daemon::protocol::DEFAULT_SOCKET)]
+    pub socket: std::path::PathBuf,
+    /// Group whose members may use the socket without root.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Settings of the kernel side.
@@ -35,6 +73,19 @@ pub struct KernelArgs {
     /// argv bytes captured per exec (longer argv are cut and flagged).
     #[arg(long, value_name = "BYTES", default_value = "32K", value_parser = parse_size)]
     pub argv_max: u32,
+}
+
+impl EventsArgs {
+    /// The stream filter these arguments ask for.
+    pub fn stream_filter(&self) -> crate::daemon::protocol::Filter {
+        crate::daemon::protocol::Filter {
+            pid: self.filter.pid,
+            comm: self.filter.comm.clone(),
+            user: None,
+            no_threads: self.no_threads,
+            no_kthreads: self.no_kthreads,
+        }
+    }
 }
 
 impl KernelArgs {
@@ -59,6 +110,8 @@ pub struct EventsArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
     #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
     pub filter: FilterArgs,
     /// Write JSON lines with every field instead of aligned text.
     #[arg(long)]
@@ -75,6 +128,8 @@ pub struct EventsArgs {
 pub struct PsArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub client: ClientArgs,
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Only processes of this user (name or uid).

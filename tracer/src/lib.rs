@@ -5,10 +5,12 @@ pub mod bpf;
 pub mod cli;
 pub mod clock;
 pub mod cmd;
+pub mod daemon;
 pub mod engine;
 pub mod event;
 pub mod render;
 pub mod session;
+pub mod stream;
 pub mod users;
 
 pub mod output;

@@ -17,6 +17,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Events(args) => tracer::cmd::events::run(args).await,
             Command::Ps(args) => tracer::cmd::ps::run(args).await,
+            Command::Daemon(args) => tracer::daemon::server::run(args).await,
+            Command::Stats(args) => tracer::cmd::stats::run(args).await,
         }
     });
     match result {

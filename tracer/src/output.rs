@@ -40,6 +40,18 @@ pub enum Line<'a> {
     },
 }
 
+impl Line<'_> {
+    /// The kind shown in the EVENT column and the JSON `kind` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Line::Event(ev) => ev.body.name(),
+            Line::Reparent { .. } => "reparent",
+            Line::Lost { .. } => "lost",
+            Line::Repaired { .. } => "repair",
+        }
+    }
+}
+
 /// The text header matching [`text`].
 pub fn text_header() -> String {
     format!(

@@ -1,9 +1,10 @@
 //! `tracer events`: the lifecycle event stream, one line per event.
 //!
-//! Events pass through the tracker's engine before they are printed: it orders a
-//! process exit after the exits of its threads, adds `reparent` events for
-//! orphans, knows each process's ancestry for `--pid`, and repairs the tree after
-//! lost records (the loss and each repair are printed too).
+//! Events pass through the engine before they are printed: it orders a process
+//! exit after the exits of its threads, adds `reparent` events for orphans, knows
+//! each process's ancestry for `--pid`, and repairs the tree after lost records
+//! (the loss and each repair are printed too). With a daemon running, the daemon's
+//! engine does this and the command only prints.
 
 use std::{
     collections::BTreeMap,
@@ -12,17 +13,26 @@ use std::{
 };
 
 use anyhow::Result;
+use serde_json::Value;
 
 use crate::{
     cli::EventsArgs,
     clock,
-    engine::{Engine, GoneReason, Origin, Update},
-    event::{Body, Event},
+    daemon::{
+        client::{self, Client},
+        protocol::{LineFormat, Request},
+    },
     output::{self, Line},
+    stream,
     tracker::{self, Step, Tracker},
 };
 
 pub async fn run(args: EventsArgs) -> Result<ExitCode> {
+    if !args.client.standalone
+        && let Some(client) = Client::connect(&args.client.socket).await?
+    {
+        return from_daemon(args, client).await;
+    }
     let mut updates = Vec::with_capacity(4096);
     let mut tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
     updates.clear(); // the start-up walk is state, not events
@@ -31,139 +41,135 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let boot = clock::boot_epoch_ns();
-    let mut printer =
-        Printer { json: args.json.then(|| output::JsonWriter::new(boot)), boot, buf: Vec::with_capacity(1 << 16) };
-    if !args.json {
-        printer.buf.extend_from_slice(output::text_header().as_bytes());
-        printer.buf.push(b'\n');
-    }
+    let mut printer = Printer::new(args.json, boot);
+    let filter = args.stream_filter();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut stop = Stop::new()?;
     loop {
         let step = tokio::select! {
             s = tracker.step(&mut updates) => s?,
-            _ = &mut ctrl_c => break,
-            _ = term.recv() => break,
+            _ = stop.wait() => break,
         };
         if let Step::Lost { lost, total, ts_ns } = step {
             *counts.entry("lost").or_default() += lost;
             printer.line(&Line::Lost { ts_ns, lost, total });
         }
         for u in updates.drain(..) {
-            if let Some(name) = print_update(&args, &tracker.engine, &u, &mut printer) {
-                *counts.entry(name).or_default() += 1;
+            if let Some(line) = stream::line_for(&tracker.engine, &filter, &u) {
+                *counts.entry(line.kind()).or_default() += 1;
+                printer.line(&line);
             }
         }
-        if let Err(e) = printer.flush(&mut out) {
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                return Ok(ExitCode::SUCCESS);
-            }
-            return Err(e.into());
+        if printer.flush(&mut out).is_err() {
+            // stdout is gone (e.g. piped into head): stop quietly.
+            return Ok(ExitCode::SUCCESS);
         }
         if step == Step::Ended {
             break;
         }
     }
     let _ = printer.flush(&mut out);
-    let lost = counts.remove("lost").unwrap_or(0);
-    let total: u64 = counts.values().sum();
-    let by_kind: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let stats = tracker.engine.stats();
-    eprintln!(
-        "tracer: {total} events ({}); lost {}; repairs {}; malformed {}",
-        if by_kind.is_empty() { "none".to_string() } else { by_kind.join(", ") },
-        stats.lost.max(lost),
-        stats.repairs.added_processes + stats.repairs.removed_processes,
-        tracker.reader_stats().malformed.load(std::sync::atomic::Ordering::Relaxed),
-    );
+    summary(&mut counts, stats.lost, stats.repairs.added_processes + stats.repairs.removed_processes);
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints one update if the filters keep it; returns the kind printed.
-fn print_update(args: &EventsArgs, engine: &Engine, u: &Update, printer: &mut Printer) -> Option<&'static str> {
-    match u {
-        Update::Event(ev) => {
-            if matches!(ev.body, Body::Snapshot { .. }) || !wanted(args, engine, ev) {
-                return None;
-            }
-            printer.line(&Line::Event(ev));
-            Some(ev.body.name())
-        }
-        Update::Reparent { child, old_ppid, new_ppid, ts_ns } => {
-            let p = engine.get(*child)?;
-            if !in_scope(args, engine, child.pid) && !in_scope(args, engine, *old_ppid) {
-                return None;
-            }
-            if let Some(comm) = &args.filter.comm
-                && p.comm.as_bytes() != comm.as_bytes()
-            {
-                return None;
-            }
-            printer.line(&Line::Reparent {
-                ts_ns: *ts_ns,
-                child: *child,
-                comm: p.comm,
-                uid: p.uid,
-                old_ppid: *old_ppid,
-                new_ppid: *new_ppid,
-            });
-            Some("reparent")
-        }
-        Update::Added { proc, ts_ns, origin } => {
-            let p = engine.get(*proc)?;
-            if !in_scope(args, engine, proc.pid) {
-                return None;
-            }
-            let what = match origin {
-                // Its first event was not its fork: the fork was lost, or made by a
-                // process the kernel hides from BPF programs (on some sandboxes, PID 1).
-                Origin::Inferred => "added: first seen after its fork (the fork was not visible)",
-                _ => "added: found alive by a repair walk, its fork was not seen",
-            };
-            printer.line(&Line::Repaired { ts_ns: *ts_ns, proc: *proc, comm: p.comm, uid: p.uid, ppid: p.ppid, what });
-            Some("repair")
-        }
-        Update::Gone { proc, ts_ns, reason } => {
-            let p = engine.get(*proc)?;
-            if !in_scope(args, engine, proc.pid) {
-                return None;
-            }
-            let what = match reason {
-                GoneReason::PidReused => "ended: its pid now belongs to a newer process, its exit was not seen",
-                GoneReason::NotInWalk => "ended: gone from the task list, its exit was not seen",
-            };
-            printer.line(&Line::Repaired { ts_ns: *ts_ns, proc: *proc, comm: p.comm, uid: p.uid, ppid: p.ppid, what });
-            Some("repair")
-        }
-        Update::ThreadGone { .. } | Update::Dropped { .. } => None,
+/// Prints a daemon subscription.
+async fn from_daemon(args: EventsArgs, mut client: Client) -> Result<ExitCode> {
+    let format = if args.json { LineFormat::Json } else { LineFormat::Text };
+    client.request(&Request::Subscribe { format, filter: args.stream_filter() }).await?;
+    eprintln!(
+        "tracer: tracing process lifecycle events through the daemon at {} (Ctrl-C to stop)",
+        args.client.socket.display()
+    );
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    if !args.json {
+        writeln!(out, "{}", output::text_header())?;
     }
+    let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut stop = Stop::new()?;
+    loop {
+        let v = tokio::select! {
+            v = client.next() => v?,
+            _ = stop.wait() => break,
+        };
+        let Some(v) = v else {
+            eprintln!("tracer: the daemon closed the stream");
+            break;
+        };
+        let v = client::check(v)?;
+        if let Some(missed) = v.get("missed").and_then(Value::as_u64) {
+            // This client fell behind the daemon: say so, in the stream's own form.
+            *counts.entry("missed").or_default() += missed;
+            let msg = format!("{missed} events were not delivered to this client (it read too slowly)");
+            if args.json {
+                serde_json::to_writer(&mut out, &serde_json::json!({"kind": "missed", "missed": missed}))?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "MISSED      {msg}")?;
+            }
+        } else if let Some(ev) = v.get("event") {
+            let kind = ev.get("kind").and_then(Value::as_str).unwrap_or("?");
+            *counts.entry(intern(kind)).or_default() += 1;
+            serde_json::to_writer(&mut out, ev)?;
+            writeln!(out)?;
+        } else if let Some(text) = v.get("text").and_then(Value::as_str) {
+            let kind = v.get("kind").and_then(Value::as_str).unwrap_or("?");
+            *counts.entry(intern(kind)).or_default() += 1;
+            writeln!(out, "{text}")?;
+        }
+        if out.flush().is_err() {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let _ = out.flush();
+    let lost = counts.get("lost").copied().unwrap_or(0);
+    let repairs = counts_repairs(&counts);
+    summary(&mut counts, lost, repairs);
+    Ok(ExitCode::SUCCESS)
 }
 
-/// Whether `pid` is the `--pid` process or one of its descendants (always, without `--pid`).
-fn in_scope(args: &EventsArgs, engine: &Engine, pid: u32) -> bool {
-    match args.filter.pid {
-        None => true,
-        Some(root) => pid == root || engine.is_descendant(pid, root),
-    }
+fn counts_repairs(counts: &BTreeMap<&'static str, u64>) -> u64 {
+    counts.get("repair").copied().unwrap_or(0)
 }
 
-fn wanted(args: &EventsArgs, engine: &Engine, ev: &Event) -> bool {
-    if args.no_threads && matches!(ev.body, Body::Clone { .. } | Body::ThreadExit { .. }) {
-        return false;
+/// Kind names as static strings (the set is fixed).
+fn intern(kind: &str) -> &'static str {
+    const KINDS: [&str; 11] =
+        ["fork", "clone", "exec", "thread_exit", "exit", "rename", "reparent", "repair", "lost", "snapshot", "missed"];
+    KINDS.iter().find(|k| **k == kind).copied().unwrap_or("other")
+}
+
+/// The closing line on stderr: events by kind, lost, repairs.
+fn summary(counts: &mut BTreeMap<&'static str, u64>, lost: u64, repairs: u64) {
+    counts.remove("lost");
+    let total: u64 = counts.values().sum();
+    let by_kind: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    eprintln!(
+        "tracer: {total} events ({}); lost {lost}; repairs {repairs}",
+        if by_kind.is_empty() { "none".to_string() } else { by_kind.join(", ") },
+    );
+}
+
+/// Ctrl-C or SIGTERM.
+struct Stop {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn new() -> Result<Stop> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Stop { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? })
     }
-    if args.no_kthreads && ev.task.kthread {
-        return false;
-    }
-    if let Some(comm) = &args.filter.comm {
-        let now = ev.task.comm.as_bytes() == comm.as_bytes();
-        let renamed = matches!(&ev.body, Body::Rename { new_comm } if new_comm.as_bytes() == comm.as_bytes());
-        if !now && !renamed {
-            return false;
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
         }
     }
-    in_scope(args, engine, ev.task.pid)
 }
 
 /// Formats lines as text or JSON into a reused buffer.
@@ -174,6 +180,16 @@ struct Printer {
 }
 
 impl Printer {
+    fn new(json: bool, boot: i128) -> Printer {
+        let mut p =
+            Printer { json: json.then(|| output::JsonWriter::new(boot)), boot, buf: Vec::with_capacity(1 << 16) };
+        if !json {
+            p.buf.extend_from_slice(output::text_header().as_bytes());
+            p.buf.push(b'\n');
+        }
+        p
+    }
+
     fn line(&mut self, line: &Line<'_>) {
         match &mut self.json {
             Some(w) => w.write(line, &mut self.buf),

@@ -8,16 +8,53 @@ use anyhow::Result;
 use crate::{
     cli::PsArgs,
     clock,
-    render::{self, Filter, RenderOptions},
+    daemon::{
+        client::Client,
+        protocol::{Filter, Request, SnapshotFormat},
+    },
+    render::{self, RenderOptions},
     tracker::{self, Tracker},
 };
 
 pub async fn run(args: PsArgs) -> Result<ExitCode> {
+    if !args.client.standalone
+        && let Some(mut client) = Client::connect(&args.client.socket).await?
+    {
+        let format = match (args.json, args.threads) {
+            (true, _) => SnapshotFormat::Json,
+            (false, true) => SnapshotFormat::Threads,
+            (false, false) => SnapshotFormat::Forest,
+        };
+        let filter = Filter {
+            pid: args.filter.pid,
+            comm: args.filter.comm.clone(),
+            user: args.user.clone(),
+            ..Filter::default()
+        };
+        let v = client.request(&Request::Snapshot { format, filter, show_exited: false }).await?;
+        let text = match v.get("text").and_then(serde_json::Value::as_str) {
+            Some(t) => t.to_string(),
+            None => {
+                let snap = v.get("snapshot").ok_or_else(|| anyhow::anyhow!("the daemon sent no snapshot"))?;
+                let degraded = snap.get("degraded").and_then(serde_json::Value::as_bool) == Some(true);
+                if degraded {
+                    eprintln!(
+                        "tracer: warning: the daemon lost events and is repairing its tree; it may be incomplete"
+                    );
+                }
+                let mut s = serde_json::to_string_pretty(snap)?;
+                s.push('\n');
+                s
+            }
+        };
+        write_out(&text)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut updates = Vec::new();
     let mut tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
     // Release what the walk left pending (process exits held for thread exits).
     tracker.engine.tick(clock::boot_now_ns(), &mut updates);
-    let filter = Filter { pid: args.filter.pid, comm: args.filter.comm.clone(), user: args.user.clone() };
+    let filter = render::Filter { pid: args.filter.pid, comm: args.filter.comm.clone(), user: args.user.clone() };
     let opts = render_options(false);
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&render::json(&tracker.engine, &filter, &opts))?;
@@ -28,15 +65,19 @@ pub async fn run(args: PsArgs) -> Result<ExitCode> {
     } else {
         render::forest(&tracker.engine, &filter, &opts)
     };
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
-        _ => {}
-    }
+    write_out(&text)?;
     if tracker.engine.degraded() {
         eprintln!("tracer: warning: events were lost while the tree was built; it may be incomplete");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn write_out(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Times and sizes for rendering, read from this machine now.

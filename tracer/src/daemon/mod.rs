@@ -1,0 +1,7 @@
+//! The daemon (`tracer daemon`) and its clients: the commands use a running
+//! daemon when there is one (no root needed then) and run the engine in-process
+//! otherwise.
+
+pub mod client;
+pub mod protocol;
+pub mod server;

@@ -1,0 +1,441 @@
+//! `tracer daemon`: one engine, many clients over a Unix socket.
+//!
+//! One task owns the tracker (and so the engine): it applies events, answers
+//! requests and feeds subscribers, so the model needs no lock. Each client has a
+//! task that reads its requests and, for a subscription, a bounded queue of lines
+//! and a writer. The engine task never waits for a client: a full queue counts
+//! missed lines; once the queue has room again the client is told how many it
+//! missed and gets a fresh snapshot to go on from. A client whose queue stays
+//! full for [`STALL_LIMIT`] is cut loose.
+
+use std::{
+    collections::BTreeMap,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use serde_json::json;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::{mpsc, oneshot},
+};
+
+use super::protocol::{self, Filter, LineFormat, Request, SnapshotFormat};
+use crate::{
+    cli::DaemonArgs,
+    clock,
+    cmd::ps::render_options,
+    engine::{Engine, Update},
+    output::{self, Line},
+    render, stream,
+    tracker::{self, Step, Tracker},
+};
+
+/// Lines queued per subscriber.
+const QUEUE: usize = 8192;
+/// A subscriber whose queue stays full this long is disconnected.
+const STALL_LIMIT: Duration = Duration::from_secs(5);
+
+/// What a client task asks the engine task.
+struct Ask {
+    request: Request,
+    reply: oneshot::Sender<Reply>,
+}
+
+enum Reply {
+    Line(Vec<u8>),
+    Subscribed { first: Vec<u8>, lines: mpsc::Receiver<Bytes>, cut: Arc<AtomicBool> },
+}
+
+struct Subscriber {
+    filter: Filter,
+    format: LineFormat,
+    tx: mpsc::Sender<Bytes>,
+    missed: u64,
+    stalled_since: Option<Instant>,
+    cut: Arc<AtomicBool>,
+}
+
+/// Removes the socket file when the daemon stops.
+struct SocketGuard(PathBuf);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
+    let path = args.socket.clone();
+    let gid = match &args.group {
+        Some(g) => Some(group_id(g).with_context(|| format!("--group {g}: no such group in /etc/group"))?),
+        None => None,
+    };
+    let mut updates = Vec::with_capacity(4096);
+    let mut tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
+    updates.clear();
+    let listener = bind(&path, gid).await?;
+    let _guard = SocketGuard(path.clone());
+    log::info!("tracer daemon: serving {} ({} processes tracked)", path.display(), tracker.engine.stats().processes);
+    eprintln!("tracer: daemon tracing; serving {}", path.display());
+
+    let (ask_tx, mut ask_rx) = mpsc::channel::<Ask>(256);
+    let allowed_gid = gid;
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((conn, _)) => {
+                    let ask = ask_tx.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = serve_client(conn, allowed_gid, ask).await {
+                            log::debug!("client: {e:#}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    log::warn!("accepting a client: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+
+    let started = Instant::now();
+    let mut subs: Vec<Subscriber> = Vec::new();
+    let mut rates = Rates::default();
+    let boot = clock::boot_epoch_ns();
+    let mut json = output::JsonWriter::new(boot);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            step = tracker.step(&mut updates) => {
+                let step = step?;
+                if let Step::Lost { lost, total, ts_ns } = step {
+                    rates.count("lost", lost);
+                    let line = Line::Lost { ts_ns, lost, total };
+                    broadcast(&mut subs, &line, &mut json, boot);
+                }
+                for u in &updates {
+                    if let Update::Event(ev) = u {
+                        rates.count(ev.body.name(), 1);
+                    }
+                    dispatch(&mut subs, &tracker.engine, u, &mut json, boot);
+                }
+                updates.clear();
+                resync(&mut subs, &tracker.engine);
+                if step == Step::Ended {
+                    bail!("the kernel event stream ended");
+                }
+            }
+            Some(ask) = ask_rx.recv() => {
+                let reply = answer(ask.request, &tracker, &mut subs, &rates, started);
+                let _ = ask.reply.send(reply);
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    log::info!("tracer daemon: stopping");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Binds the socket: removes a stale file (no daemon answers there), refuses to
+/// run over a live daemon, and gives it mode 0660, owner root and group `gid`.
+async fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        match UnixStream::connect(path).await {
+            Ok(_) => bail!("another tracer daemon is serving {} already (stop it, or pick --socket)", path.display()),
+            Err(_) => {
+                log::info!("removing stale socket {}", path.display());
+                std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+            }
+        }
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, Some(0), Some(gid)).with_context(|| format!("chown {}", path.display()))?;
+    }
+    Ok(listener)
+}
+
+/// The gid of a group name (or a numeric gid), from /etc/group.
+pub fn group_id(name: &str) -> Option<u32> {
+    if let Ok(g) = name.parse() {
+        return Some(g);
+    }
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then(|| f.nth(1)?.parse().ok())?
+    })
+}
+
+/// Whether the peer may talk to us: root, our own uid, or a member of the group.
+fn peer_allowed(conn: &UnixStream, gid: Option<u32>) -> bool {
+    let Ok(cred) = conn.peer_cred() else { return false };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if cred.uid() == 0 || cred.uid() == me {
+        return true;
+    }
+    let Some(gid) = gid else { return false };
+    cred.gid() == gid || peer_groups(conn).contains(&gid)
+}
+
+/// Supplementary groups of the peer (SO_PEERGROUPS).
+fn peer_groups(conn: &UnixStream) -> Vec<u32> {
+    use std::os::fd::AsRawFd;
+    const SO_PEERGROUPS: libc::c_int = 59;
+    let mut groups = vec![0u32; 256];
+    let mut len = (groups.len() * 4) as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into our buffer.
+    let r = unsafe {
+        libc::getsockopt(conn.as_raw_fd(), libc::SOL_SOCKET, SO_PEERGROUPS, groups.as_mut_ptr().cast(), &mut len)
+    };
+    if r != 0 {
+        return Vec::new();
+    }
+    groups.truncate(len as usize / 4);
+    groups
+}
+
+/// Reads a client's requests and writes the answers.
+async fn serve_client(conn: UnixStream, gid: Option<u32>, ask: mpsc::Sender<Ask>) -> Result<()> {
+    if !peer_allowed(&conn, gid) {
+        let (_, mut w) = conn.into_split();
+        let _ = w.write_all(&protocol::error_line("permission denied: not root and not in the daemon's group")).await;
+        return Ok(());
+    }
+    let (r, mut w) = conn.into_split();
+    let mut r = BufReader::with_capacity(64 << 10, r);
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        line.clear();
+        let n = (&mut r).take(protocol::MAX_REQUEST as u64 + 1).read_until(b'\n', &mut line).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() != Some(&b'\n') && line.len() > protocol::MAX_REQUEST {
+            w.write_all(&protocol::error_line(&format!("request longer than {} bytes", protocol::MAX_REQUEST))).await?;
+            return Ok(());
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let request = match protocol::parse(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                w.write_all(&protocol::error_line(&e)).await?;
+                continue;
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        if ask.send(Ask { request, reply: tx }).await.is_err() {
+            return Ok(());
+        }
+        match rx.await {
+            Ok(Reply::Line(l)) => w.write_all(&l).await?,
+            Ok(Reply::Subscribed { first, mut lines, cut }) => {
+                w.write_all(&first).await?;
+                while let Some(l) = lines.recv().await {
+                    w.write_all(&l).await?;
+                }
+                if cut.load(Ordering::Relaxed) {
+                    let notice = protocol::error_line("cut loose: this client did not read its events for 5 s");
+                    let _ = tokio::time::timeout(Duration::from_secs(1), w.write_all(&notice)).await;
+                }
+                return Ok(());
+            }
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+fn to_line(v: &serde_json::Value) -> Vec<u8> {
+    let mut l = serde_json::to_vec(v).unwrap_or_default();
+    l.push(b'\n');
+    l
+}
+
+fn render_filter(f: &Filter) -> render::Filter {
+    render::Filter { pid: f.pid, comm: f.comm.clone(), user: f.user.clone() }
+}
+
+/// Answers one request on the engine task.
+fn answer(req: Request, tracker: &Tracker, subs: &mut Vec<Subscriber>, rates: &Rates, started: Instant) -> Reply {
+    let engine = &tracker.engine;
+    match req {
+        Request::Version => Reply::Line(to_line(&json!({
+            "ok": true, "version": env!("CARGO_PKG_VERSION"), "protocol": protocol::PROTOCOL,
+        }))),
+        Request::Stats => Reply::Line(to_line(&json!({"ok": true, "stats": stats_json(tracker, rates, started)}))),
+        Request::Snapshot { format, filter, show_exited } => {
+            let opts = render_options(show_exited);
+            let f = render_filter(&filter);
+            Reply::Line(to_line(&match format {
+                SnapshotFormat::Json => json!({"ok": true, "snapshot": render::json(engine, &f, &opts)}),
+                SnapshotFormat::Forest => json!({"ok": true, "text": render::forest(engine, &f, &opts)}),
+                SnapshotFormat::Threads => json!({"ok": true, "text": render::threads(engine, &f, &opts)}),
+            }))
+        }
+        Request::Subscribe { format, filter } => {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            let cut = Arc::new(AtomicBool::new(false));
+            let snap = render::json(engine, &render_filter(&filter), &render_options(true));
+            let first = to_line(&json!({"ok": true, "snapshot": snap}));
+            subs.push(Subscriber { filter, format, tx, missed: 0, stalled_since: None, cut: cut.clone() });
+            Reply::Subscribed { first, lines: rx, cut }
+        }
+        Request::Containers => {
+            Reply::Line(protocol::error_line("containers: container attribution is not in this version yet"))
+        }
+    }
+}
+
+/// Sends one update to every subscriber that wants it, formatting it once per format.
+fn dispatch(subs: &mut Vec<Subscriber>, engine: &Engine, u: &Update, json: &mut output::JsonWriter, boot: i128) {
+    if subs.is_empty() {
+        return;
+    }
+    let mut as_json: Option<Bytes> = None;
+    let mut as_text: Option<Bytes> = None;
+    for s in subs.iter_mut() {
+        let Some(line) = stream::line_for(engine, &s.filter, u) else { continue };
+        let bytes = format_line(&line, s.format, &mut as_json, &mut as_text, json, boot);
+        push(s, bytes);
+    }
+    subs.retain(|s| !s.tx.is_closed());
+}
+
+/// Sends a line that concerns everyone (a loss notice).
+fn broadcast(subs: &mut [Subscriber], line: &Line<'_>, json: &mut output::JsonWriter, boot: i128) {
+    let (mut a, mut b) = (None, None);
+    for s in subs.iter_mut() {
+        let bytes = format_line(line, s.format, &mut a, &mut b, json, boot);
+        push(s, bytes);
+    }
+}
+
+fn format_line(
+    line: &Line<'_>,
+    format: LineFormat,
+    as_json: &mut Option<Bytes>,
+    as_text: &mut Option<Bytes>,
+    json: &mut output::JsonWriter,
+    boot: i128,
+) -> Bytes {
+    match format {
+        LineFormat::Json => as_json
+            .get_or_insert_with(|| {
+                let mut v = Vec::with_capacity(512);
+                v.extend_from_slice(b"{\"event\":");
+                json.write(line, &mut v);
+                v.pop(); // the newline
+                v.extend_from_slice(b"}\n");
+                Bytes::from(v)
+            })
+            .clone(),
+        LineFormat::Text => as_text
+            .get_or_insert_with(|| {
+                Bytes::from(to_line(&json!({"kind": line.kind(), "text": output::text(line, boot)})))
+            })
+            .clone(),
+    }
+}
+
+fn push(s: &mut Subscriber, bytes: Bytes) {
+    if s.missed > 0 {
+        s.missed += 1;
+        return;
+    }
+    match s.tx.try_send(bytes) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            s.missed = 1;
+            s.stalled_since = Some(Instant::now());
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+/// Subscribers that missed lines: once their queue has room, a notice and a fresh
+/// snapshot to go on from; those stuck too long are cut loose.
+fn resync(subs: &mut Vec<Subscriber>, engine: &Engine) {
+    for s in subs.iter_mut().filter(|s| s.missed > 0) {
+        if s.tx.capacity() >= QUEUE / 2 {
+            let snap = render::json(engine, &render_filter(&s.filter), &render_options(true));
+            let notice = to_line(&json!({"missed": s.missed, "snapshot": snap}));
+            if s.tx.try_send(Bytes::from(notice)).is_ok() {
+                s.missed = 0;
+                s.stalled_since = None;
+            }
+        } else if s.stalled_since.is_some_and(|t| t.elapsed() > STALL_LIMIT) {
+            log::warn!("cutting loose a client that has not read for {} s", STALL_LIMIT.as_secs());
+            s.cut.store(true, Ordering::Relaxed);
+            // Dropping the sender ends its writer.
+            let (dead, _) = mpsc::channel(1);
+            s.tx = dead;
+        }
+    }
+    subs.retain(|s| !s.cut.load(Ordering::Relaxed) && !s.tx.is_closed());
+}
+
+/// Events per second by kind, over the last full second.
+#[derive(Default)]
+struct Rates {
+    window_start: Option<Instant>,
+    current: BTreeMap<&'static str, u64>,
+    last: BTreeMap<&'static str, u64>,
+    total: BTreeMap<&'static str, u64>,
+}
+
+impl Rates {
+    fn count(&mut self, kind: &'static str, n: u64) {
+        let now = Instant::now();
+        let start = *self.window_start.get_or_insert(now);
+        if now.duration_since(start) >= Duration::from_secs(1) {
+            self.last = std::mem::take(&mut self.current);
+            self.window_start = Some(now);
+        }
+        *self.current.entry(kind).or_default() += n;
+        *self.total.entry(kind).or_default() += n;
+    }
+}
+
+fn stats_json(tracker: &Tracker, rates: &Rates, started: Instant) -> serde_json::Value {
+    let s = tracker.engine.stats();
+    let reader = tracker.reader_stats();
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    json!({
+        "uptime_s": started.elapsed().as_secs_f64(),
+        "events_per_s": rates.last,
+        "events_total": rates.total,
+        "lost": s.lost,
+        "degraded": s.degraded,
+        "repairs": s.repairs,
+        "walks": s.walks,
+        "processes": s.processes,
+        "threads": s.threads,
+        "exited_kept": s.exited,
+        "ring_records": reader.records.load(Ordering::Relaxed),
+        "malformed": reader.malformed.load(Ordering::Relaxed),
+        "max_rss_kib": ru.ru_maxrss,
+    })
+}
