@@ -14,7 +14,8 @@ pub(crate) static OFFSETS: Offsets = Offsets::MISSING;
 
 /// Program settings, set by userspace at load time.
 #[unsafe(no_mangle)]
-static CONFIG: Config = Config { argv_max: tracer_abi::ARGV_DEFAULT, exit_has_group_dead: 1 };
+static CONFIG: Config =
+    Config { argv_max: tracer_abi::ARGV_DEFAULT, exit_has_group_dead: 1, wakeup_bytes: 256 * 1024, _pad: 0 };
 
 /// `PF_EXITING` in `task_struct::flags`.
 const PF_EXITING: u32 = 0x0000_0004;
@@ -37,6 +38,12 @@ pub(crate) use off;
 pub fn config_argv_max() -> u32 {
     // SAFETY: reading a plain u32 of a static.
     unsafe { core::ptr::read_volatile(&raw const CONFIG.argv_max) }
+}
+
+#[inline(always)]
+pub fn config_wakeup_bytes() -> u64 {
+    // SAFETY: reading a plain u32 of a static.
+    u64::from(unsafe { core::ptr::read_volatile(&raw const CONFIG.wakeup_bytes) })
 }
 
 #[inline(always)]

@@ -18,7 +18,8 @@ use tracer_abi::{
 };
 
 use crate::kernel::{
-    config_argv_max, config_exit_has_group_dead, current_tid, fill_task, off, read, read_comm_str, read_ptr,
+    config_argv_max, config_exit_has_group_dead, config_wakeup_bytes, current_tid, fill_task, off, read, read_comm_str,
+    read_ptr,
 };
 
 /// Every record goes through this ring buffer. Its size is set by userspace at load.
@@ -60,6 +61,16 @@ fn count_lost() {
     }
 }
 
+/// `bpf_ringbuf_query` flag: bytes not yet consumed.
+const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+/// Submit flags: wake the reader only when enough data is waiting.
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= config_wakeup_bytes() { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
+}
+
 #[inline(always)]
 fn header(kind: Kind, size: usize) -> Header {
     Header {
@@ -86,7 +97,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     ev.creator_tid = current_tid();
     ev._pad = 0;
     ev.header = header(kind, size_of::<ForkEvent>());
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     0
 }
 
@@ -132,7 +143,7 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     };
     ev._pad = 0;
     ev.header = header(kind, size_of::<ExitEvent>());
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     0
 }
 
@@ -202,7 +213,7 @@ pub fn task_rename(ctx: BtfTracePointContext) -> i32 {
     fill_task(task, &mut ev.task);
     read_comm_str(comm, &mut ev.new_comm);
     ev.header = header(Kind::Rename, size_of::<RenameEvent>());
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     0
 }
 

@@ -276,11 +276,15 @@ pub struct Config {
     /// 1 when `sched_process_exit` passes `group_dead` as its second argument
     /// (Linux 6.16+); otherwise the programs read `signal->live`.
     pub exit_has_group_dead: u32,
+    /// Wake the reader once this many bytes wait in the ring buffer (it also
+    /// drains on a timer): batching instead of a wake-up per event.
+    pub wakeup_bytes: u32,
+    pub _pad: u32,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { argv_max: ARGV_DEFAULT, exit_has_group_dead: 1 }
+        Config { argv_max: ARGV_DEFAULT, exit_has_group_dead: 1, wakeup_bytes: 256 * 1024, _pad: 0 }
     }
 }
 

@@ -82,8 +82,13 @@ impl Kernel {
         privileges::check()?;
         let kbtf = btf::KernelBtf::load()?;
         let offsets = kbtf.offsets()?;
-        let config =
-            abi::Config { argv_max: opts.argv_max, exit_has_group_dead: u32::from(kbtf.exit_has_group_dead()) };
+        let config = abi::Config {
+            argv_max: opts.argv_max,
+            exit_has_group_dead: u32::from(kbtf.exit_has_group_dead()),
+            // A quarter of the ring buffer, at most 256 KiB: big batches, never a full buffer unread.
+            wakeup_bytes: (opts.ringbuf_bytes / 4).min(256 * 1024),
+            _pad: 0,
+        };
         let btf = aya::Btf::from_sys_fs()
             .context("reading the kernel's BTF from /sys/kernel/btf/vmlinux (tracer needs CONFIG_DEBUG_INFO_BTF=y)")?;
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("reading {what}: {e}"))? as u32;

@@ -39,8 +39,10 @@ pub struct ReaderStats {
 
 /// Largest batch sent at once.
 const BATCH: usize = 4096;
-/// How often the lost counter is read when nothing else wakes the reader.
-const LOST_POLL: Duration = Duration::from_millis(200);
+/// How often the lost counter is read.
+const LOST_POLL: Duration = Duration::from_millis(100);
+/// How often the ring buffer is drained without a wake-up from the kernel side.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
 
 /// Starts the reader task. It ends when the receiver is dropped.
 pub fn spawn(
@@ -53,44 +55,50 @@ pub fn spawn(
     let mut fd = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("watching the ring buffer: {e}"))?;
     Ok(tokio::spawn(async move {
         let mut last_lost = 0u64;
-        let mut tick = tokio::time::interval(LOST_POLL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_lost_check = tokio::time::Instant::now();
+        let mut drain = tokio::time::interval(DRAIN_EVERY);
+        drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // The kernel side wakes us only once enough data waits (or never, at
+            // low rates): the timer drains what trickles in.
             tokio::select! {
-                guard = fd.readable_mut() => {
-                    let Ok(mut guard) = guard else { return };
-                    let ring = guard.get_inner_mut();
-                    let mut batch = Vec::with_capacity(256);
-                    while let Some(item) = ring.next() {
-                        stats.records.fetch_add(1, Ordering::Relaxed);
-                        match Event::decode(&item) {
-                            Ok(ev) => batch.push(ev),
-                            Err(e) => {
-                                stats.malformed.fetch_add(1, Ordering::Relaxed);
-                                log::warn!("malformed ring buffer record skipped: {e}");
-                            }
-                        }
-                        if batch.len() >= BATCH {
-                            drop(item);
-                            let full = std::mem::replace(&mut batch, Vec::with_capacity(256));
-                            if tx.send(Message::Events(full)).await.is_err() {
-                                return;
-                            }
-                        }
+                guard = fd.readable_mut() => match guard {
+                    Ok(mut g) => g.clear_ready(),
+                    Err(_) => return,
+                },
+                _ = drain.tick() => {}
+            }
+            let ring = fd.get_mut();
+            let mut batch = Vec::with_capacity(256);
+            while let Some(item) = ring.next() {
+                stats.records.fetch_add(1, Ordering::Relaxed);
+                match Event::decode(&item) {
+                    Ok(ev) => batch.push(ev),
+                    Err(e) => {
+                        stats.malformed.fetch_add(1, Ordering::Relaxed);
+                        log::warn!("malformed ring buffer record skipped: {e}");
                     }
-                    guard.clear_ready();
-                    if !batch.is_empty() && tx.send(Message::Events(batch)).await.is_err() {
+                }
+                if batch.len() >= BATCH {
+                    drop(item);
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(256));
+                    if tx.send(Message::Events(full)).await.is_err() {
                         return;
                     }
                 }
-                _ = tick.tick() => {}
             }
-            let total = lost.get();
-            if total != last_lost {
-                last_lost = total;
-                stats.lost.store(total, Ordering::Relaxed);
-                if tx.send(Message::Lost { total }).await.is_err() {
-                    return;
+            if !batch.is_empty() && tx.send(Message::Events(batch)).await.is_err() {
+                return;
+            }
+            if last_lost_check.elapsed() >= LOST_POLL {
+                last_lost_check = tokio::time::Instant::now();
+                let total = lost.get();
+                if total != last_lost {
+                    last_lost = total;
+                    stats.lost.store(total, Ordering::Relaxed);
+                    if tx.send(Message::Lost { total }).await.is_err() {
+                        return;
+                    }
                 }
             }
         }
