@@ -93,6 +93,28 @@ impl Tracker {
         }
     }
 
+    /// Before stopping: waits for the reader to drain what the kernel side has
+    /// written so far, applies it, and releases held process exits.
+    pub async fn finish(&mut self, out: &mut Vec<Update>) {
+        // The reader drains the ring buffer at least every 10 ms.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        while let Ok(msg) = self.session.rx.try_recv() {
+            match msg {
+                Message::Events(evs) => {
+                    for ev in evs {
+                        self.engine.apply(ev, out);
+                    }
+                }
+                Message::Lost { total } => {
+                    self.lost_seen = total;
+                    self.engine.set_lost(total);
+                }
+            }
+        }
+        // Release every held exit: nothing more will come for them.
+        self.engine.tick(u64::MAX / 2, out);
+    }
+
     /// Counters of the ring buffer reader.
     pub fn reader_stats(&self) -> &crate::bpf::reader::ReaderStats {
         &self.session.stats

@@ -68,6 +68,14 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
             break;
         }
     }
+    updates.clear();
+    tracker.finish(&mut updates).await;
+    for u in updates.drain(..) {
+        if let Some(line) = stream::line_for(&tracker.engine, &filter, &u) {
+            *counts.entry(line.kind()).or_default() += 1;
+            printer.line(&line);
+        }
+    }
     let _ = printer.flush(&mut out);
     let stats = tracker.engine.stats();
     summary(&mut counts, stats.lost, stats.repairs.added_processes + stats.repairs.removed_processes);
