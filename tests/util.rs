@@ -289,13 +289,16 @@ impl Stopped {
     }
 }
 
-/// `tracer: 8 events (exec 2, exit 2, fork 2, rename 2); lost 0; malformed 0`
+/// `tracer: 8 events (exec 2, exit 2, fork 2, rename 2); lost 0; repairs 0; malformed 0`:
+/// the total, the counts per kind, and the `; name N` counters after them (`lost` and
+/// `malformed` must be there; others, like `repairs`, are kept in `counters`).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Summary {
     pub total: u64,
     pub by_kind: BTreeMap<String, u64>,
     pub lost: u64,
     pub malformed: u64,
+    pub counters: BTreeMap<String, u64>,
 }
 
 impl Summary {
@@ -312,15 +315,30 @@ impl Summary {
                 by_kind.insert(k.to_string(), n.parse().ok()?);
             }
         }
-        let rest = rest.strip_prefix("; lost ")?;
-        let (lost, malformed) = rest.split_once("; malformed ")?;
+        let mut counters = BTreeMap::new();
+        for part in rest.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, n) = part.rsplit_once(' ')?;
+            counters.insert(k.to_string(), n.parse().ok()?);
+        }
         Some(Summary {
             total: total.parse().ok()?,
             by_kind,
-            lost: lost.trim().parse().ok()?,
-            malformed: malformed.trim().parse().ok()?,
+            lost: *counters.get("lost")?,
+            malformed: *counters.get("malformed")?,
+            counters,
         })
     }
+}
+
+#[test]
+fn summary_parses() {
+    let s = Summary::parse("x\ntracer: 8 events (exec 2, exit 2, fork 4); lost 1; repairs 0; malformed 3\n").unwrap();
+    assert_eq!((s.total, s.lost, s.malformed), (8, 1, 3));
+    assert_eq!(s.by_kind.get("fork"), Some(&4));
+    assert_eq!(s.counters.get("repairs"), Some(&0));
+    let s = Summary::parse("tracer: 0 events (none); lost 0; malformed 0").unwrap();
+    assert!(s.by_kind.is_empty() && s.total == 0);
+    assert!(Summary::parse("tracer: tracing process lifecycle events (Ctrl-C to stop)").is_none());
 }
 
 fn spawn_line_reader(

@@ -33,6 +33,9 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
     {
         return from_daemon(args, client).await;
     }
+    // Handle Ctrl-C from before the "tracing" line on: a stop right after it
+    // still ends with the summary.
+    let mut stop = Stop::new()?;
     let mut updates = Vec::with_capacity(4096);
     let mut tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
     updates.clear(); // the start-up walk is state, not events
@@ -44,7 +47,6 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
     let mut printer = Printer::new(args.json, boot);
     let filter = args.stream_filter();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut stop = Stop::new()?;
     loop {
         let step = tokio::select! {
             s = tracker.step(&mut updates) => s?,
@@ -78,12 +80,14 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
     }
     let _ = printer.flush(&mut out);
     let stats = tracker.engine.stats();
-    summary(&mut counts, stats.lost, stats.repairs.added_processes + stats.repairs.removed_processes);
+    let malformed = tracker.reader_stats().malformed.load(std::sync::atomic::Ordering::Relaxed);
+    summary(&mut counts, stats.lost, stats.repairs.added_processes + stats.repairs.removed_processes, malformed);
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a daemon subscription.
 async fn from_daemon(args: EventsArgs, mut client: Client) -> Result<ExitCode> {
+    let mut stop = Stop::new()?;
     let format = if args.json { LineFormat::Json } else { LineFormat::Text };
     client.request(&Request::Subscribe { format, filter: args.stream_filter() }).await?;
     eprintln!(
@@ -96,7 +100,6 @@ async fn from_daemon(args: EventsArgs, mut client: Client) -> Result<ExitCode> {
         writeln!(out, "{}", output::text_header())?;
     }
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut stop = Stop::new()?;
     loop {
         let v = tokio::select! {
             v = client.next() => v?,
@@ -134,7 +137,14 @@ async fn from_daemon(args: EventsArgs, mut client: Client) -> Result<ExitCode> {
     let _ = out.flush();
     let lost = counts.get("lost").copied().unwrap_or(0);
     let repairs = counts_repairs(&counts);
-    summary(&mut counts, lost, repairs);
+    // The daemon's own counter of malformed records, over a second connection.
+    let mut malformed = 0;
+    if let Ok(Some(mut c)) = Client::connect(&args.client.socket).await
+        && let Ok(v) = c.request(&Request::Stats).await
+    {
+        malformed = v.pointer("/stats/malformed").and_then(Value::as_u64).unwrap_or(0);
+    }
+    summary(&mut counts, lost, repairs, malformed);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -149,13 +159,13 @@ fn intern(kind: &str) -> &'static str {
     KINDS.iter().find(|k| **k == kind).copied().unwrap_or("other")
 }
 
-/// The closing line on stderr: events by kind, lost, repairs.
-fn summary(counts: &mut BTreeMap<&'static str, u64>, lost: u64, repairs: u64) {
+/// The closing line on stderr: events by kind, lost, repairs, malformed records.
+fn summary(counts: &mut BTreeMap<&'static str, u64>, lost: u64, repairs: u64, malformed: u64) {
     counts.remove("lost");
     let total: u64 = counts.values().sum();
     let by_kind: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
     eprintln!(
-        "tracer: {total} events ({}); lost {lost}; repairs {repairs}",
+        "tracer: {total} events ({}); lost {lost}; repairs {repairs}; malformed {malformed}",
         if by_kind.is_empty() { "none".to_string() } else { by_kind.join(", ") },
     );
 }

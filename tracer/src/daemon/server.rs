@@ -75,6 +75,9 @@ impl Drop for SocketGuard {
 }
 
 pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
+    // Handlers first: a stop signal at any point after this ends cleanly.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let path = args.socket.clone();
     let gid = match &args.group {
         Some(g) => Some(group_id(g).with_context(|| format!("--group {g}: no such group in /etc/group"))?),
@@ -114,8 +117,6 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
     let mut rates = Rates::default();
     let boot = clock::boot_epoch_ns();
     let mut json = output::JsonWriter::new(boot);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     loop {
         tokio::select! {
             step = tracker.step(&mut updates) => {
