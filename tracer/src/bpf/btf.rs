@@ -131,6 +131,8 @@ pub struct KernelBtf {
     btf: Btf,
     /// What the BTF describes, for messages: "kernel 6.8.0-45-generic" or a path.
     origin: String,
+    /// Structs looked up so far: a lookup by name scans the mapped BTF.
+    structs: std::cell::RefCell<std::collections::HashMap<String, Option<Struct>>>,
 }
 
 impl KernelBtf {
@@ -146,12 +148,15 @@ impl KernelBtf {
     /// Reads BTF from a file (a raw BTF blob, as in /sys/kernel/btf).
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, BtfError> {
         let path = path.as_ref();
-        let btf = Btf::from_file(path).map_err(|source| match source {
+        // Mapping the file is much faster than parsing every type up front, where
+        // the kernel allows it (sysfs BTF is mappable on recent kernels).
+        let btf = Btf::from_file_with_backend(path, btf_rs::Backend::Mmap).or_else(|_| Btf::from_file(path));
+        let btf = btf.map_err(|source| match source {
             btf_rs::Error::IO(e) if e.kind() == std::io::ErrorKind::NotFound => BtfError::NotFound(path.to_path_buf()),
             source => BtfError::Read(path.to_path_buf(), source),
         })?;
         let origin = format!("BTF {}", path.display());
-        Ok(KernelBtf { btf, origin })
+        Ok(KernelBtf { btf, origin, structs: Default::default() })
     }
 
     /// Whether the BTF has any type (struct, typedef, function, ...) of this name.
@@ -271,12 +276,17 @@ impl KernelBtf {
 
     /// The struct (not union, typedef or forward declaration) of this name.
     fn find_struct(&self, name: &str) -> Result<Option<Struct>, BtfError> {
+        if let Some(found) = self.structs.borrow().get(name) {
+            return Ok(found.clone());
+        }
         let types = self.btf.resolve_types_by_name(name);
         let types = types.map_err(|e| self.malformed(e))?;
-        Ok(types.into_iter().find_map(|t| match t {
+        let found = types.into_iter().find_map(|t| match t {
             Type::Struct(s) => Some(s),
             _ => None,
-        }))
+        });
+        self.structs.borrow_mut().insert(name.to_string(), found.clone());
+        Ok(found)
     }
 
     /// Bit offset and BTF member of the path `names` in `st`, looking through

@@ -80,7 +80,9 @@ impl Kernel {
     pub fn load(opts: &Options) -> Result<Kernel> {
         opts.validate()?;
         privileges::check()?;
+        let t0 = std::time::Instant::now();
         let kbtf = btf::KernelBtf::load()?;
+        log::debug!("kernel BTF parsed in {:?}", t0.elapsed());
         let offsets = kbtf.offsets()?;
         let config = abi::Config {
             argv_max: opts.argv_max,
@@ -91,6 +93,7 @@ impl Kernel {
         };
         let btf = aya::Btf::from_sys_fs()
             .context("reading the kernel's BTF from /sys/kernel/btf/vmlinux (tracer needs CONFIG_DEBUG_INFO_BTF=y)")?;
+        log::debug!("offsets and aya BTF ready at {:?}", t0.elapsed());
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("reading {what}: {e}"))? as u32;
 
         // Kernels without memcg accounting need RLIMIT_MEMLOCK raised; failing is harmless elsewhere.
@@ -125,7 +128,9 @@ impl Kernel {
                 )
             })?;
             prog.attach().with_context(|| format!("attaching to the BTF tracepoint {tp}"))?;
+            log::debug!("{name} loaded and attached at {:?}", t0.elapsed());
         }
+        log::debug!("programs loaded and attached at {:?}", t0.elapsed());
         let lost = PerCpuArray::try_from(ebpf.take_map(abi::MAP_LOST).ok_or_else(|| anyhow!("map LOST missing"))?)?;
         let iter_mode = Array::try_from(
             ebpf.take_map(abi::MAP_ITER_MODE).ok_or_else(|| anyhow!("map {} missing", abi::MAP_ITER_MODE))?,

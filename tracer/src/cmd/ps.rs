@@ -51,7 +51,9 @@ pub async fn run(args: PsArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut updates = Vec::new();
+    let t0 = std::time::Instant::now();
     let mut tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
+    log::debug!("tree built in {:?}", t0.elapsed());
     // Release what the walk left pending (process exits held for thread exits).
     tracker.engine.tick(clock::boot_now_ns(), &mut updates);
     let filter = render::Filter { pid: args.filter.pid, comm: args.filter.comm.clone(), user: args.user.clone() };
