@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
+use crate::util::cargo;
 use crate::util::{self, is_root};
 
 // ---- The tracer's output schema, in one place (it is being written now). ----
@@ -494,6 +495,86 @@ pub fn bench(secs: f64, rounds: u32) -> Result<()> {
         "(medians over {rounds} rounds; ratio = traced/untraced; lost = sum of the tracer's \
          final `lost` figures, from its stderr)"
     );
+
+    startup(&tracer, STARTUP_THREADS, rounds.max(3))?;
+    engine()?;
+    Ok(())
+}
+
+/// Threads kept alive while start-up is timed.
+const STARTUP_THREADS: usize = 10_000;
+
+/// The hidden `hold-threads` task: `n` idle threads until stdin closes.
+pub fn hold_threads(n: usize) -> Result<()> {
+    let (tx, rx) = mpsc::channel::<()>();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    let mut handles = Vec::with_capacity(n);
+    for _ in 0..n {
+        let rx = rx.clone();
+        let h = thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(move || {
+                // Every thread waits on the same lock; none ever gets a message.
+                let _ = rx.lock().map(|r| r.recv());
+            })
+            .context("hold-threads: spawning a thread")?;
+        handles.push(h);
+    }
+    println!("ready");
+    std::io::stdout().flush().ok();
+    let mut sink = String::new();
+    let _ = std::io::stdin().read_line(&mut sink);
+    drop(tx);
+    std::process::exit(0);
+}
+
+/// Times a consistent start-up tree (`tracer ps --standalone -L`: load, attach,
+/// walk, merge, print) against `ps -eLf`, with `threads` extra threads alive.
+fn startup(tracer: &Path, threads: usize, runs: u32) -> Result<()> {
+    let exe = std::env::current_exe().context("bench: locating xtask")?;
+    let mut holder = Command::new(exe)
+        .args(["hold-threads", &threads.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("bench: starting the thread holder")?;
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().context("holder stdout")?).read_line(&mut line)?;
+    ensure!(line.trim() == "ready", "bench: the thread holder did not start its threads");
+    let time = |cmd: &mut Command| -> Result<f64> {
+        let t = Instant::now();
+        let st = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+        ensure!(st.success(), "bench: {cmd:?} failed: {st}");
+        Ok(t.elapsed().as_secs_f64() * 1000.0)
+    };
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        ours.push(time(Command::new(tracer).args(["ps", "--standalone", "-L"]))?);
+        theirs.push(time(Command::new("ps").arg("-eLf"))?);
+    }
+    let tasks = String::from_utf8_lossy(&Command::new("ps").arg("-eLf").output()?.stdout).lines().count() - 1;
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    println!();
+    println!(
+        "start-up with {tasks} tasks alive ({threads} of them one process's idle threads), median of {runs} runs:"
+    );
+    println!(
+        "  tracer ps --standalone -L   {:>8.1} ms  (load + attach programs, task iterator walk, merge, print)",
+        median(&mut ours)
+    );
+    println!("  ps -eLf                     {:>8.1} ms", median(&mut theirs));
+    Ok(())
+}
+
+/// The engine's own benchmark (events applied per second, memory per task).
+fn engine() -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "tracer", "--bench", "engine"]);
+    println!();
+    println!("==> {}", util::display(&cmd));
+    let st = cmd.status().context("bench: running the engine benchmark")?;
+    ensure!(st.success(), "bench: the engine benchmark failed: {st}");
     Ok(())
 }
 

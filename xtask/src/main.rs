@@ -73,6 +73,9 @@ enum Task {
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
     },
+    /// Internal: starts N idle threads, prints "ready", waits for stdin to close.
+    #[command(hide = true)]
+    HoldThreads { threads: usize },
 }
 
 fn main() -> Result<()> {
@@ -87,6 +90,7 @@ fn main() -> Result<()> {
         Task::Test { args } => test(&args),
         Task::Bench { secs, rounds } => bench::bench(secs, rounds),
         Task::BenchWorker { workload, secs } => bench::worker(workload, secs),
+        Task::HoldThreads { threads } => bench::hold_threads(threads),
     }
 }
 
