@@ -64,28 +64,15 @@ impl Session {
         let end_ns = clock::boot_now_ns();
         let mut walk = Walk { snapshot: snap.events, malformed: snap.malformed, start_ns, end_ns, ..Walk::default() };
         // Read the live stream up to the walk's end: records made during the walk
-        // may still sit in the ring buffer for a moment.
+        // reach the channel within one drain period of the reader (10 ms). Stop at
+        // the first event from after the walk, or when nothing comes for 30 ms.
         let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-        loop {
-            let caught_up = walk.live.last().is_some_and(|e| e.ts_ns >= end_ns);
-            let wait = if caught_up { Duration::ZERO } else { Duration::from_millis(20) };
-            let msg = match tokio::time::timeout(wait, self.rx.recv()).await {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(_) => {
-                    if caught_up || tokio::time::Instant::now() >= deadline {
-                        break;
-                    }
-                    // Nothing more arrived in 20 ms: the ring buffer is drained.
-                    break;
-                }
-            };
-            match msg {
-                Message::Events(evs) => walk.live.extend(evs),
-                Message::Lost { total } => walk.lost = Some(total),
-            }
-            if tokio::time::Instant::now() >= deadline {
-                break;
+        while !walk.live.last().is_some_and(|e| e.ts_ns >= end_ns) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left.min(Duration::from_millis(30)), self.rx.recv()).await {
+                Ok(Some(Message::Events(evs))) => walk.live.extend(evs),
+                Ok(Some(Message::Lost { total })) => walk.lost = Some(total),
+                Ok(None) | Err(_) => break,
             }
         }
         Ok(walk)
