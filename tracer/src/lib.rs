@@ -4,6 +4,7 @@
 pub mod bpf;
 pub mod cli;
 pub mod clock;
+pub mod container;
 pub mod cmd;
 pub mod daemon;
 pub mod engine;
@@ -12,6 +13,7 @@ pub mod render;
 pub mod session;
 pub mod stream;
 pub mod users;
+pub mod watch;
 
 pub mod output;
 pub mod tracker;
