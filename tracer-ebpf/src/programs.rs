@@ -8,13 +8,14 @@ use aya_ebpf::{
         bpf_probe_read_user, bpf_ringbuf_output, bpf_seq_write,
     },
     macros::{btf_tracepoint, map},
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::BtfTracePointContext,
 };
 use tracer_abi::{
-    ARGV_CAPACITY, ARGV_TRUNCATED, ARGV_UNREADABLE, ExecEvent, ExitEvent, FILENAME_MAX, FILENAME_TRUNCATED, ForkEvent,
-    Header, ITER_ARGV_MAX, ITER_CURSOR_DONE, ITER_FILENAME_MAX, ITER_MODE_PARENT_GROUP, ITER_SCRATCH_SIZE,
-    ITER_SLOT_CURSOR, ITER_SLOT_MODE, Kind, RenameEvent, SCRATCH_SIZE, SnapshotEvent, TASK_LEADER,
+    ARGV_CAPACITY, ARGV_TRUNCATED, ARGV_UNREADABLE, CGROUP_DEPTH, CGROUP_NAME_MAX, CGROUP_TRUNCATED, CgroupEvent,
+    ExecEvent, ExitEvent, FILENAME_MAX, FILENAME_TRUNCATED, ForkEvent, Header, ITER_ARGV_MAX, ITER_CURSOR_DONE,
+    ITER_FILENAME_MAX, ITER_MODE_PARENT_GROUP, ITER_SCRATCH_SIZE, ITER_SLOT_CURSOR, ITER_SLOT_GEN, ITER_SLOT_MODE,
+    Kind, RenameEvent, SCRATCH_SIZE, SnapshotEvent, TASK_LEADER,
 };
 
 use crate::kernel::{
@@ -50,6 +51,11 @@ pub struct IterScratch {
     buf: [u8; ITER_SCRATCH_SIZE],
 }
 
+/// Cgroup ids whose path was sent: value 0 for the live programs, the walk
+/// generation for the iterator (which sends each path once per walk).
+#[map]
+static CGROUP_SEEN: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+
 /// `SIGNAL_GROUP_EXIT` in `signal_struct::flags`.
 const SIGNAL_GROUP_EXIT: u32 = 0x0000_0004;
 
@@ -83,9 +89,73 @@ fn header(kind: Kind, size: usize) -> Header {
     }
 }
 
+/// The id of `task`'s cgroup on the default hierarchy, and its kernfs node.
+#[inline(always)]
+fn task_cgroup(task: usize) -> (u64, usize) {
+    let css = read_ptr(task, off!(task_struct_cgroups));
+    let cgrp = read_ptr(css, off!(css_set_dfl_cgrp));
+    let kn = read_ptr(cgrp, off!(cgroup_kn));
+    (read::<u64>(kn, off!(kernfs_node_id)), kn)
+}
+
+/// Fills `ev` with the path of the cgroup whose kernfs node is `kn`, leaf first.
+#[inline(always)]
+fn fill_cgroup(ev: &mut CgroupEvent, id: u64, mut kn: usize) {
+    ev.cgroup_id = id;
+    ev.flags = 0;
+    let mut depth = 0u32;
+    let mut i = 0;
+    while i < CGROUP_DEPTH {
+        let parent = read_ptr(kn, off!(kernfs_node_parent));
+        if kn == 0 || parent == 0 {
+            // The root's own name is not part of the path.
+            break;
+        }
+        let name = read_ptr(kn, off!(kernfs_node_name));
+        let slot = &mut ev.names[i];
+        slot[0] = 0;
+        // SAFETY: the destination is one 128-byte slot of the record.
+        let n = unsafe {
+            bpf_probe_read_kernel_str(slot.as_mut_ptr().cast(), CGROUP_NAME_MAX as u32, name as *const c_void)
+        };
+        if n >= CGROUP_NAME_MAX as i64 {
+            ev.flags |= CGROUP_TRUNCATED;
+        }
+        depth += 1;
+        kn = parent;
+        i += 1;
+    }
+    if i == CGROUP_DEPTH && read_ptr(kn, off!(kernfs_node_parent)) != 0 {
+        ev.flags |= CGROUP_TRUNCATED;
+    }
+    ev.depth = depth;
+}
+
+/// Sends the path of `task`'s cgroup the first time its id shows up.
+#[inline(always)]
+fn send_cgroup_once(task: usize) {
+    let (id, kn) = task_cgroup(task);
+    if kn == 0 || CGROUP_SEEN.get_ptr(id).is_some() {
+        return;
+    }
+    let _ = CGROUP_SEEN.insert(id, 0, 0);
+    let Some(mut entry) = EVENTS.reserve::<CgroupEvent>(0) else {
+        count_lost();
+        // Let a later event try again.
+        let _ = CGROUP_SEEN.remove(id);
+        return;
+    };
+    // SAFETY: the entry is as large as a CgroupEvent; every field is written.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_cgroup(ev, id, kn);
+    ev.header = header(Kind::Cgroup, size_of::<CgroupEvent>());
+    entry.submit(wakeup_flags());
+}
+
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     let child: usize = ctx.arg(1);
+    send_cgroup_once(child);
     let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
         count_lost();
         return 0;
@@ -222,6 +292,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     let task: usize = ctx.arg(0);
     let old_pid: u32 = ctx.arg(1);
     let bprm: usize = ctx.arg(2);
+    send_cgroup_once(task);
     // SAFETY: helper without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let Some(scratch) = SCRATCH.get_ptr_mut(cpu) else {
@@ -289,7 +360,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
 /// What the task iterator does on its next walk, set by userspace:
 /// `[ITER_SLOT_MODE]` the mode, `[ITER_SLOT_CURSOR]` the parent-group cursor.
 #[map]
-static ITER_MODE: Array<u64> = Array::with_max_entries(2, 0);
+static ITER_MODE: Array<u64> = Array::with_max_entries(3, 0);
 
 /// The start-up walk: one [`SnapshotEvent`] per task, written to the iterator's
 /// seq file. Sleepable, so that it may read other processes' argv.
@@ -316,6 +387,7 @@ pub fn iter_task(ctx: *mut c_void) -> i32 {
     let seq = unsafe { *(meta as *const usize) };
     let mode = ITER_MODE.get(ITER_SLOT_MODE).copied().unwrap_or(0) as u32;
     if mode != ITER_MODE_PARENT_GROUP {
+        iter_cgroup(seq, task);
         snapshot_task(seq, task, true);
         return 0;
     }
@@ -351,6 +423,26 @@ pub fn iter_task(ctx: *mut c_void) -> i32 {
     // SAFETY: our own map slot.
     unsafe { *cursor = read_ptr(node, 0) as u64 };
     0
+}
+
+/// Writes the path of `task`'s cgroup to the seq file, once per walk generation.
+#[inline(always)]
+fn iter_cgroup(seq: usize, task: usize) {
+    let generation = ITER_MODE.get(ITER_SLOT_GEN).copied().unwrap_or(0);
+    let (id, kn) = task_cgroup(task);
+    if kn == 0 || CGROUP_SEEN.get_ptr(id).is_some_and(|g| unsafe { *g } == generation) {
+        return;
+    }
+    let _ = CGROUP_SEEN.insert(id, generation, 0);
+    let Some(scratch) = ITER_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the slot is far larger than a CgroupEvent and 8-byte aligned.
+    let ev = unsafe { &mut *scratch.cast::<CgroupEvent>() };
+    fill_cgroup(ev, id, kn);
+    ev.header = header(Kind::Cgroup, size_of::<CgroupEvent>());
+    // SAFETY: the record is fully written.
+    unsafe { bpf_seq_write(seq as *mut _, (ev as *const CgroupEvent).cast(), size_of::<CgroupEvent>() as u32) };
 }
 
 /// Writes one [`SnapshotEvent`] for `task` to the iterator's seq file. `trusted`:

@@ -289,9 +289,57 @@ pub struct Event {
     pub body: Body,
 }
 
+/// The path of a cgroup on the default hierarchy, as the kernel side read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CgroupPath {
+    pub id: u64,
+    /// `/`-separated, from the hierarchy's root: `/docker/<id>`.
+    pub path: String,
+    /// Deeper than the kernel side reads, or a component was cut.
+    pub truncated: bool,
+}
+
+/// Any record of the kernel side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    Event(Event),
+    Cgroup(CgroupPath),
+}
+
+impl Record {
+    /// Decodes one whole record.
+    pub fn decode(buf: &[u8]) -> Result<Record, DecodeError> {
+        let h = header(buf)?;
+        if h.kind != abi::Kind::Cgroup as u32 {
+            return Event::decode(buf).map(Record::Event);
+        }
+        if h.size as usize != buf.len() {
+            return Err(DecodeError::SizeMismatch { said: h.size, got: buf.len() });
+        }
+        let need = size_of::<abi::CgroupEvent>();
+        if buf.len() != need {
+            return Err(DecodeError::TooShort { kind: abi::Kind::Cgroup, got: buf.len(), need });
+        }
+        let e = read::<abi::CgroupEvent>(buf);
+        let depth = (e.depth as usize).min(abi::CGROUP_DEPTH);
+        let mut path = String::new();
+        for name in e.names[..depth].iter().rev() {
+            let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+            path.push('/');
+            path.push_str(&String::from_utf8_lossy(&name[..end]));
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        Ok(Record::Cgroup(CgroupPath { id: e.cgroup_id, path, truncated: e.flags & abi::CGROUP_TRUNCATED != 0 }))
+    }
+}
+
 /// Why a record was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
+    #[error("a cgroup record where an event was expected")]
+    NotAnEvent,
     #[error("record of {0} bytes is shorter than a header")]
     Short(usize),
     #[error("unknown record kind {0}")]
@@ -330,6 +378,9 @@ impl Event {
         let need = kind.fixed_size();
         if buf.len() < need {
             return Err(DecodeError::TooShort { kind, got: buf.len(), need });
+        }
+        if kind == abi::Kind::Cgroup {
+            return Err(DecodeError::NotAnEvent);
         }
         let task_of = |t: &abi::Task| TaskInfo::from_abi(t);
         let (task, body) = match kind {
@@ -371,6 +422,7 @@ impl Event {
                 let e = read::<abi::RenameEvent>(buf);
                 (task_of(&e.task), Body::Rename { new_comm: Comm(e.new_comm) })
             }
+            abi::Kind::Cgroup => return Err(DecodeError::NotAnEvent),
             abi::Kind::Snapshot => {
                 let e = read::<abi::SnapshotEvent>(buf);
                 let (exe, argv) = split_vars(kind, buf, need, e.filename_len, e.argv_len)?;
@@ -561,6 +613,31 @@ mod tests {
         let out: Vec<_> = records(&s).collect();
         assert_eq!(out.len(), 3);
         assert!(out[2].is_err());
+    }
+
+    #[test]
+    fn decodes_cgroup_paths() {
+        let mut e = abi::CgroupEvent {
+            header: abi::Header { kind: abi::Kind::Cgroup as u32, size: 1064, ts_ns: 1, cpu: 0, _pad: 0 },
+            cgroup_id: 42,
+            depth: 2,
+            flags: 0,
+            names: [[0; abi::CGROUP_NAME_MAX]; abi::CGROUP_DEPTH],
+        };
+        e.names[0][..4].copy_from_slice(b"abcd");
+        e.names[1][..6].copy_from_slice(b"docker");
+        let rec = as_bytes(&e);
+        assert_eq!(
+            Record::decode(&rec),
+            Ok(Record::Cgroup(CgroupPath { id: 42, path: "/docker/abcd".into(), truncated: false }))
+        );
+        assert_eq!(Event::decode(&rec), Err(DecodeError::NotAnEvent));
+        e.depth = 0;
+        let Ok(Record::Cgroup(root)) = Record::decode(&as_bytes(&e)) else { panic!("root cgroup") };
+        assert_eq!(root.path, "/");
+        e.depth = 99;
+        assert!(Record::decode(&as_bytes(&e)).is_ok(), "depth is clamped, never trusted");
+        assert!(Record::decode(&rec[..100]).is_err());
     }
 
     #[test]

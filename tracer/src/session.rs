@@ -12,7 +12,7 @@ use crate::{
         reader::{self, Message, ReaderStats},
     },
     clock,
-    event::Event,
+    event::{CgroupPath, Event},
 };
 
 /// Batches buffered between the reader and the consumer.
@@ -32,6 +32,8 @@ pub struct Walk {
     pub snapshot: Vec<Event>,
     /// Live events read while the walk ran (and up to its end).
     pub live: Vec<Event>,
+    /// Cgroup paths: the walk's own and those of live events read meanwhile.
+    pub cgroups: Vec<CgroupPath>,
     /// A new lost total reported meanwhile, if any.
     pub lost: Option<u64>,
     /// Boot-clock time when the walk started and ended.
@@ -62,7 +64,14 @@ impl Session {
         let kernel = &mut self.kernel;
         let snap = tokio::task::block_in_place(|| kernel.snapshot())?;
         let end_ns = clock::boot_now_ns();
-        let mut walk = Walk { snapshot: snap.events, malformed: snap.malformed, start_ns, end_ns, ..Walk::default() };
+        let mut walk = Walk {
+            snapshot: snap.events,
+            cgroups: snap.cgroups,
+            malformed: snap.malformed,
+            start_ns,
+            end_ns,
+            ..Walk::default()
+        };
         // Read the live stream up to the walk's end: records made during the walk
         // reach the channel within one drain period of the reader (10 ms). Stop at
         // the first event from after the walk, or when nothing comes for 30 ms.
@@ -72,6 +81,7 @@ impl Session {
             match tokio::time::timeout(left.min(Duration::from_millis(30)), self.rx.recv()).await {
                 Ok(Some(Message::Events(evs))) => walk.live.extend(evs),
                 Ok(Some(Message::Lost { total })) => walk.lost = Some(total),
+                Ok(Some(Message::Cgroups(c))) => walk.cgroups.extend(c),
                 Ok(None) | Err(_) => break,
             }
         }

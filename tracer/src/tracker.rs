@@ -10,7 +10,9 @@ use anyhow::Result;
 use crate::{
     bpf::{Options, reader::Message},
     clock,
+    container::{self, ContainerRef},
     engine::{Engine, EngineConfig, Update},
+    event::CgroupPath,
     session::Session,
 };
 
@@ -32,6 +34,8 @@ pub enum Step {
 pub struct Tracker {
     session: Session,
     pub engine: Engine,
+    /// Cgroups by id: their path and the container it names, if any.
+    pub cgroups: Cgroups,
     tick: tokio::time::Interval,
     lost_seen: u64,
 }
@@ -44,7 +48,7 @@ impl Tracker {
         let session = Session::start(opts)?;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut t = Tracker { session, engine: Engine::new(cfg), tick, lost_seen: 0 };
+        let mut t = Tracker { session, engine: Engine::new(cfg), cgroups: Cgroups::default(), tick, lost_seen: 0 };
         t.walk(out).await?;
         Ok(t)
     }
@@ -58,6 +62,7 @@ impl Tracker {
             self.lost_seen = self.lost_seen.max(total);
             self.engine.set_lost(total);
         }
+        self.cgroups.add(walk.cgroups);
         let seen = self.engine.apply_snapshot(walk.snapshot, walk.live, out);
         if repair {
             self.engine.reconcile(&seen, walk.start_ns, lost_at_start, out);
@@ -73,6 +78,10 @@ impl Tracker {
                     for ev in evs {
                         self.engine.apply(ev, out);
                     }
+                    Ok(Step::Applied)
+                }
+                Some(Message::Cgroups(c)) => {
+                    self.cgroups.add(c);
                     Ok(Step::Applied)
                 }
                 Some(Message::Lost { total }) => {
@@ -105,6 +114,7 @@ impl Tracker {
                         self.engine.apply(ev, out);
                     }
                 }
+                Message::Cgroups(c) => self.cgroups.add(c),
                 Message::Lost { total } => {
                     self.lost_seen = total;
                     self.engine.set_lost(total);
@@ -118,6 +128,44 @@ impl Tracker {
     /// Counters of the ring buffer reader.
     pub fn reader_stats(&self) -> &crate::bpf::reader::ReaderStats {
         &self.session.stats
+    }
+}
+
+/// What is known of each cgroup: its path and the container it names.
+#[derive(Default, Debug)]
+pub struct Cgroups {
+    by_id: std::collections::HashMap<u64, CgroupInfo>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CgroupInfo {
+    pub path: String,
+    pub container: Option<ContainerRef>,
+}
+
+impl Cgroups {
+    pub fn add(&mut self, paths: Vec<CgroupPath>) {
+        for c in paths {
+            let container = container::from_cgroup_path(&c.path);
+            self.by_id.insert(c.id, CgroupInfo { path: c.path, container });
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<&CgroupInfo> {
+        self.by_id.get(&id)
+    }
+
+    /// The container cgroup `id` names, if any.
+    pub fn container(&self, id: u64) -> Option<&ContainerRef> {
+        self.by_id.get(&id)?.container.as_ref()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
     }
 }
 

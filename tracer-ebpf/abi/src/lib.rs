@@ -89,6 +89,9 @@ pub enum Kind {
     Rename = 6,
     /// One task as found by the task iterator.
     Snapshot = 7,
+    /// The path of a cgroup (default hierarchy), sent the first time a cgroup id
+    /// shows up (and once per iterator walk).
+    Cgroup = 8,
 }
 
 impl Kind {
@@ -102,6 +105,7 @@ impl Kind {
             5 => Kind::ProcessExit,
             6 => Kind::Rename,
             7 => Kind::Snapshot,
+            8 => Kind::Cgroup,
             _ => return None,
         })
     }
@@ -114,6 +118,7 @@ impl Kind {
             Kind::ThreadExit | Kind::ProcessExit => size_of::<ExitEvent>(),
             Kind::Rename => size_of::<RenameEvent>(),
             Kind::Snapshot => size_of::<SnapshotEvent>(),
+            Kind::Cgroup => size_of::<CgroupEvent>(),
         }
     }
 }
@@ -257,7 +262,32 @@ pub struct SnapshotEvent {
     pub _pad: u32,
 }
 
+/// Deepest cgroup path captured (components, leaf first).
+pub const CGROUP_DEPTH: usize = 8;
+/// Longest cgroup path component captured (with its NUL).
+pub const CGROUP_NAME_MAX: usize = 128;
+/// `CgroupEvent::flags`: the path is deeper than [`CGROUP_DEPTH`] or a name was cut.
+pub const CGROUP_TRUNCATED: u32 = 1;
+
+/// [`Kind::Cgroup`]: the path of cgroup `cgroup_id` on the default hierarchy.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CgroupEvent {
+    pub header: Header,
+    pub cgroup_id: u64,
+    /// Components captured in `names` (0 for the root cgroup).
+    pub depth: u32,
+    pub flags: u32,
+    /// Path components, leaf first, each NUL-terminated.
+    pub names: [[u8; CGROUP_NAME_MAX]; CGROUP_DEPTH],
+}
+
+/// `ITER_MODE` slot holding the walk generation: the iterator sends each
+/// cgroup's path once per generation.
+pub const ITER_SLOT_GEN: u32 = 2;
+
 const _: () = assert!(size_of::<Header>() == 24);
+const _: () = assert!(size_of::<CgroupEvent>() == 1064);
 const _: () = assert!(size_of::<Task>() == 88);
 const _: () = assert!(size_of::<ForkEvent>() == 120);
 const _: () = assert!(size_of::<ExecEvent>() == 136);
@@ -344,6 +374,9 @@ offsets! {
     css_set_dfl_cgrp,
     cgroup_kn,
     kernfs_node_id,
+    kernfs_node_name,
+    /// `kernfs_node.__parent` (called `parent` before Linux 6.15).
+    kernfs_node_parent,
     pid_level,
     pid_numbers,
     /// `sizeof(struct upid)`.
@@ -402,7 +435,7 @@ mod tests {
             assert_eq!(Kind::from_u32(k as u32), Some(k));
         }
         assert_eq!(Kind::from_u32(0), None);
-        assert_eq!(Kind::from_u32(8), None);
+        assert_eq!(Kind::from_u32(9), None);
     }
 
     #[test]

@@ -92,6 +92,9 @@ const TABLE: &[Entry] = &[
     ("cgroup_kn", "cgroup", M(&["kn"]), REQ),
     // A u64 since 5.5; before, a `union kernfs_node_id` starting with that u64.
     ("kernfs_node_id", "kernfs_node", M(&["id"]), REQ),
+    ("kernfs_node_name", "kernfs_node", M(&["name"]), REQ),
+    // Renamed __parent in 6.15.
+    ("kernfs_node_parent", "kernfs_node", M(&["__parent", "parent"]), REQ),
     ("pid_level", "pid", M(&["level"]), REQ),
     ("pid_numbers", "pid", M(&["numbers"]), REQ),
     ("upid_size", "upid", SizeOf, REQ),

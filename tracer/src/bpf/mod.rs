@@ -72,6 +72,7 @@ pub struct Kernel {
     lost: Option<PerCpuArray<MapData, u64>>,
     iter_mode: Array<MapData, u64>,
     iter_loaded: bool,
+    walks: u64,
 }
 
 impl Kernel {
@@ -135,7 +136,7 @@ impl Kernel {
         let iter_mode = Array::try_from(
             ebpf.take_map(abi::MAP_ITER_MODE).ok_or_else(|| anyhow!("map {} missing", abi::MAP_ITER_MODE))?,
         )?;
-        Ok(Kernel { ebpf, btf, lost: Some(lost), iter_mode, iter_loaded: false })
+        Ok(Kernel { ebpf, btf, lost: Some(lost), iter_mode, iter_loaded: false, walks: 0 })
     }
 
     /// Takes the ring buffer (once).
@@ -167,6 +168,9 @@ impl Kernel {
         let prog_fd = prog.fd()?.as_fd();
         let mode = &mut self.iter_mode;
         mode.set(abi::ITER_SLOT_MODE, u64::from(abi::ITER_MODE_ALL), 0)?;
+        // A new generation: the walk sends every cgroup's path again.
+        self.walks += 1;
+        mode.set(abi::ITER_SLOT_GEN, self.walks, 0)?;
         let mut snap = Snapshot::default();
         let data = iter::walk(prog_fd, None).context("running the task iterator")?;
         snap.decode(&data);
@@ -235,6 +239,8 @@ const MAX_FILL_ROUNDS: usize = 8;
 #[derive(Default, Debug)]
 pub struct Snapshot {
     pub events: Vec<Event>,
+    /// Paths of the cgroups the walked tasks are in.
+    pub cgroups: Vec<event::CgroupPath>,
     /// Malformed records skipped.
     pub malformed: u64,
     /// Tasks the full walk left out, found through their children.
@@ -244,8 +250,9 @@ pub struct Snapshot {
 impl Snapshot {
     fn decode(&mut self, data: &[u8]) {
         for rec in event::records(data) {
-            match rec.and_then(Event::decode) {
-                Ok(ev) => self.events.push(ev),
+            match rec.and_then(event::Record::decode) {
+                Ok(event::Record::Event(ev)) => self.events.push(ev),
+                Ok(event::Record::Cgroup(c)) => self.cgroups.push(c),
                 Err(e) => {
                     self.malformed += 1;
                     log::warn!("task iterator: malformed record skipped: {e}");

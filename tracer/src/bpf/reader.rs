@@ -18,13 +18,16 @@ use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 use super::LostCounter;
-use crate::event::Event;
+use crate::event::{CgroupPath, Event, Record};
 
 /// What the reader sends.
 #[derive(Debug)]
 pub enum Message {
     /// Events in ring buffer order.
     Events(Vec<Event>),
+    /// Paths of cgroups seen for the first time (sent before the events of the
+    /// same drain, which may name them).
+    Cgroups(Vec<CgroupPath>),
     /// The kernel side could not write some records: `total` lost since start.
     Lost { total: u64 },
 }
@@ -70,10 +73,12 @@ pub fn spawn(
             }
             let ring = fd.get_mut();
             let mut batch = Vec::with_capacity(256);
+            let mut cgroups = Vec::new();
             while let Some(item) = ring.next() {
                 stats.records.fetch_add(1, Ordering::Relaxed);
-                match Event::decode(&item) {
-                    Ok(ev) => batch.push(ev),
+                match Record::decode(&item) {
+                    Ok(Record::Event(ev)) => batch.push(ev),
+                    Ok(Record::Cgroup(c)) => cgroups.push(c),
                     Err(e) => {
                         stats.malformed.fetch_add(1, Ordering::Relaxed);
                         log::warn!("malformed ring buffer record skipped: {e}");
@@ -81,11 +86,17 @@ pub fn spawn(
                 }
                 if batch.len() >= BATCH {
                     drop(item);
+                    if !cgroups.is_empty() && tx.send(Message::Cgroups(std::mem::take(&mut cgroups))).await.is_err() {
+                        return;
+                    }
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(256));
                     if tx.send(Message::Events(full)).await.is_err() {
                         return;
                     }
                 }
+            }
+            if !cgroups.is_empty() && tx.send(Message::Cgroups(cgroups)).await.is_err() {
+                return;
             }
             if !batch.is_empty() && tx.send(Message::Events(batch)).await.is_err() {
                 return;
