@@ -28,6 +28,8 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Print the daemon's (or a fresh in-process engine's) counters.
     Stats(StatsArgs),
+    /// List running containers as the kernel sees them (like `docker ps`).
+    Containers(ContainersArgs),
 }
 
 /// How commands reach the daemon.
@@ -51,6 +53,26 @@ pub struct DaemonArgs {
     /// Group whose members may use the socket without root.
     #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
+    /// Docker data root to read container names and images from (repeatable; default /var/lib/docker).
+    #[arg(long, value_name = "PATH")]
+    pub docker_root: Vec<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ContainersArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Show full container ids.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Docker data root to read container names and images from (repeatable; default /var/lib/docker).
+    #[arg(long, value_name = "PATH")]
+    pub docker_root: Vec<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -4,8 +4,9 @@
 pub mod bpf;
 pub mod cli;
 pub mod clock;
-pub mod container;
 pub mod cmd;
+pub mod container;
+pub mod containers;
 pub mod daemon;
 pub mod engine;
 pub mod event;

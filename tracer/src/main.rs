@@ -19,6 +19,7 @@ fn main() -> std::process::ExitCode {
             Command::Ps(args) => tracer::cmd::ps::run(args).await,
             Command::Daemon(args) => tracer::daemon::server::run(args).await,
             Command::Stats(args) => tracer::cmd::stats::run(args).await,
+            Command::Containers(args) => tracer::cmd::containers::run(args).await,
         }
     });
     match result {

@@ -1,5 +1,6 @@
 //! The commands.
 
+pub mod containers;
 pub mod events;
 pub mod ps;
 pub mod stats;

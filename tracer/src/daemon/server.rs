@@ -113,6 +113,7 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
     });
 
     let started = Instant::now();
+    let enrich = crate::cmd::containers::enricher(&args.docker_root);
     let mut subs: Vec<Subscriber> = Vec::new();
     let mut rates = Rates::default();
     let boot = clock::boot_epoch_ns();
@@ -139,7 +140,7 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
                 }
             }
             Some(ask) = ask_rx.recv() => {
-                let reply = answer(ask.request, &tracker, &mut subs, &rates, started);
+                let reply = answer(ask.request, &tracker, &mut subs, &rates, started, &enrich);
                 let _ = ask.reply.send(reply);
             }
             _ = term.recv() => break,
@@ -277,7 +278,14 @@ fn render_filter(f: &Filter) -> render::Filter {
 }
 
 /// Answers one request on the engine task.
-fn answer(req: Request, tracker: &Tracker, subs: &mut Vec<Subscriber>, rates: &Rates, started: Instant) -> Reply {
+fn answer(
+    req: Request,
+    tracker: &Tracker,
+    subs: &mut Vec<Subscriber>,
+    rates: &Rates,
+    started: Instant,
+    enrich: &crate::containers::Enricher,
+) -> Reply {
     let engine = &tracker.engine;
     match req {
         Request::Version => Reply::Line(to_line(&json!({
@@ -302,7 +310,8 @@ fn answer(req: Request, tracker: &Tracker, subs: &mut Vec<Subscriber>, rates: &R
             Reply::Subscribed { first, lines: rx, cut }
         }
         Request::Containers => {
-            Reply::Line(protocol::error_line("containers: container attribution is not in this version yet"))
+            let list = crate::containers::list(engine, &tracker.cgroups, enrich);
+            Reply::Line(to_line(&json!({"ok": true, "containers": list})))
         }
     }
 }

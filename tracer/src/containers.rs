@@ -1,0 +1,106 @@
+//! The containers view: live processes grouped by the container their cgroup
+//! names, as `docker ps` would list them, from kernel data only.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::{
+    container::{ContainerRef, Runtime},
+    engine::{Engine, Process},
+    tracker::Cgroups,
+};
+
+/// One container, seen from the kernel's side.
+#[derive(Clone, Debug, Serialize)]
+pub struct ContainerView {
+    pub id: String,
+    pub short_id: String,
+    pub runtime: Runtime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<crate::container::Pod>,
+    /// Name and image, from the runtime's on-disk state when readable.
+    pub name: Option<String>,
+    pub image: Option<String>,
+    pub cgroup: String,
+    /// The container's init: pid on the host and inside its pid namespace.
+    pub init_pid: u32,
+    pub init_ns_pid: u32,
+    /// Boot-clock start of the init process, ns.
+    pub started_ns: u64,
+    pub processes: usize,
+    pub threads: usize,
+    pub state: &'static str,
+    pub pids: Vec<u32>,
+}
+
+/// The containers with live processes, by start time.
+pub fn list(engine: &Engine, cgroups: &Cgroups, enrich: &Enricher) -> Vec<ContainerView> {
+    let mut groups: BTreeMap<String, (ContainerRef, String, Vec<&Process>)> = BTreeMap::new();
+    for p in engine.live_processes() {
+        let Some(info) = cgroups.get(p.cgroup_id) else { continue };
+        let Some(c) = &info.container else { continue };
+        groups.entry(c.id.clone()).or_insert_with(|| (c.clone(), info.path.clone(), Vec::new())).2.push(p);
+    }
+    let mut out: Vec<ContainerView> = groups
+        .into_values()
+        .map(|(c, cgroup, mut procs)| {
+            procs.sort_by_key(|p| (p.start_ns, p.pid));
+            // The init: pid 1 of the container's own pid namespace, else the oldest.
+            let init = procs.iter().find(|p| p.ns_pid == 1).copied().unwrap_or(procs[0]);
+            let (name, image) = enrich.lookup(&c);
+            ContainerView {
+                short_id: c.short_id().to_string(),
+                id: c.id.clone(),
+                runtime: c.runtime,
+                namespace: c.namespace.clone(),
+                pod: c.pod.clone(),
+                name,
+                image,
+                cgroup,
+                init_pid: init.pid,
+                init_ns_pid: init.ns_pid,
+                started_ns: init.start_ns,
+                processes: procs.len(),
+                threads: procs.iter().map(|p| p.nlwp()).sum(),
+                state: "running",
+                pids: procs.iter().map(|p| p.pid).collect(),
+            }
+        })
+        .collect();
+    out.sort_by_key(|c| (c.started_ns, c.id.clone()));
+    out
+}
+
+/// Names and images from the runtimes' own state on disk (never a socket).
+#[derive(Clone, Debug)]
+pub struct Enricher {
+    /// Docker data roots to look in (`<root>/containers/<id>/config.v2.json`).
+    pub docker_roots: Vec<std::path::PathBuf>,
+}
+
+impl Default for Enricher {
+    fn default() -> Self {
+        Enricher { docker_roots: vec!["/var/lib/docker".into()] }
+    }
+}
+
+impl Enricher {
+    /// (name, image) of a container, when its runtime's state file is readable.
+    pub fn lookup(&self, c: &ContainerRef) -> (Option<String>, Option<String>) {
+        if c.runtime != Runtime::Docker {
+            return (None, None);
+        }
+        for root in &self.docker_roots {
+            let path = root.join("containers").join(&c.id).join("config.v2.json");
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            let name = v.get("Name").and_then(|n| n.as_str()).map(|n| n.trim_start_matches('/').to_string());
+            let image = v.pointer("/Config/Image").and_then(|n| n.as_str()).map(str::to_string);
+            return (name, image);
+        }
+        (None, None)
+    }
+}
