@@ -76,7 +76,7 @@ impl Session {
         // reach the channel within one drain period of the reader (10 ms). Stop at
         // the first event from after the walk, or when nothing comes for 30 ms.
         let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-        while !walk.live.last().is_some_and(|e| e.ts_ns >= end_ns) {
+        while walk.live.last().is_none_or(|e| e.ts_ns < end_ns) {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match tokio::time::timeout(left.min(Duration::from_millis(30)), self.rx.recv()).await {
                 Ok(Some(Message::Events(evs))) => walk.live.extend(evs),
