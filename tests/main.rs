@@ -7,3 +7,5 @@
 mod util;
 
 mod events;
+mod tree;
+mod watch;

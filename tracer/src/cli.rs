@@ -30,6 +30,32 @@ pub enum Command {
     Stats(StatsArgs),
     /// List running containers as the kernel sees them (like `docker ps`).
     Containers(ContainersArgs),
+    /// Full-screen live process tree, updated as events arrive (like a live `ps afxuww`).
+    ///
+    /// Shows every process as `ps afxuww` does (children indented under their parent
+    /// with `\_ `): USER PID PPID THR (threads) SPAWN (threads created per second over the
+    /// last 5 s) AGE CONTAINER COMMAND. New processes and threads are highlighted (green,
+    /// `+`) for 2 s; exited ones stay for the engine's linger (2 s), dimmed red (`x`) with
+    /// their exit status or signal. Rows are sorted as a tree by (pid, start time) and the
+    /// selection stays on its process as others come and go.
+    ///
+    /// Keys: arrows/PgUp/PgDn/Home/End move; Enter or Space shows a process's threads;
+    /// `/` filters (text matched in comm or command line, `pid:N` for a subtree,
+    /// `user:NAME`, `container:ID`); Esc clears the filter; `c` groups by container (by
+    /// cgroup id until container names are known); `p` pauses the screen (events are
+    /// still applied); `?` help; `q` or Ctrl-C quits.
+    ///
+    /// Header: tasks (all threads) = processes + threads (beyond each process's main
+    /// thread), events/s, lost events, and `DEGRADED, repairing` after lost events.
+    ///
+    /// The tree comes from an engine in this process (needs root). When a daemon
+    /// answers at --socket (and --standalone is not given), the view is rebuilt from the
+    /// daemon's snapshots instead, one every 500 ms (thread spawn rates then count the
+    /// threads that appeared between snapshots). NO_COLOR turns colours off (markers
+    /// stay). Log output and stderr go nowhere while the screen is up, or, with
+    /// TRACER_WATCH_LOG=FILE, to FILE from the start. Needs a terminal: exits with
+    /// status 2 otherwise.
+    Watch(WatchArgs),
 }
 
 /// How commands reach the daemon.
@@ -163,6 +189,24 @@ pub struct PsArgs {
     /// The whole tree as JSON, every field.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Start with this filter: text matched in comm or command line, and `pid:N`,
+    /// `user:NAME`, `container:ID` terms.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+    /// Start narrowed to this container (a placeholder for now: matches the cgroup id).
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
+    /// Start narrowed to this process and its descendants.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
 }
 
 /// Parses `4096`, `64K`, `8M`, `1G` into bytes.

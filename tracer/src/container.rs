@@ -213,7 +213,9 @@ mod tests {
         let uid_ = uid.replace('-', "_");
         // systemd driver, the three QoS classes
         check(
-            &format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{{ID}}.scope"),
+            &format!(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{{ID}}.scope"
+            ),
             Runtime::Containerd,
             Some((uid, Qos::Burstable)),
         );

@@ -14,6 +14,7 @@ pub mod render;
 pub mod session;
 pub mod stream;
 pub mod users;
+pub mod watch;
 
 pub mod output;
 pub mod tracker;

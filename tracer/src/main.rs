@@ -20,6 +20,7 @@ fn main() -> std::process::ExitCode {
             Command::Daemon(args) => tracer::daemon::server::run(args).await,
             Command::Stats(args) => tracer::cmd::stats::run(args).await,
             Command::Containers(args) => tracer::cmd::containers::run(args).await,
+            Command::Watch(args) => tracer::watch::run(args).await,
         }
     });
     match result {

@@ -16,8 +16,20 @@ use crate::{
     session::Session,
 };
 
+/// Least time between two repair walks while records keep being lost.
+const REPAIR_BACKOFF: Duration = Duration::from_millis(250);
+
 /// How often held exits and lingering processes are looked at when idle.
 const TICK: Duration = Duration::from_millis(50);
+
+/// What the tracker has to do next (see [`Tracker::next_input`]).
+#[derive(Debug)]
+pub enum Input {
+    Message(Option<Message>),
+    Tick,
+    /// Records were lost during the last walk: walk again.
+    Repair,
+}
 
 /// What one [`Tracker::step`] did.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,6 +50,9 @@ pub struct Tracker {
     pub cgroups: Cgroups,
     tick: tokio::time::Interval,
     lost_seen: u64,
+    /// Records were lost during the last walk: walk again.
+    repair_due: bool,
+    last_walk: tokio::time::Instant,
 }
 
 impl Tracker {
@@ -48,56 +63,93 @@ impl Tracker {
         let session = Session::start(opts)?;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut t = Tracker { session, engine: Engine::new(cfg), cgroups: Cgroups::default(), tick, lost_seen: 0 };
+        let mut t = Tracker {
+            session,
+            engine: Engine::new(cfg),
+            cgroups: Cgroups::default(),
+            tick,
+            lost_seen: 0,
+            repair_due: false,
+            last_walk: tokio::time::Instant::now(),
+        };
         t.walk(out).await?;
         Ok(t)
     }
 
-    /// A task iterator walk merged into the model; after the first, a repair.
+    /// A task iterator walk merged into the model, then reconciled with it: what
+    /// the model has alive that started before the walk and that the walk did not
+    /// find has ended unseen (a lost exit, or on the first walk, a task that began
+    /// and ended while the programs were being attached).
     async fn walk(&mut self, out: &mut Vec<Update>) -> Result<()> {
         let lost_at_start = self.session.stats.lost.load(std::sync::atomic::Ordering::Relaxed);
-        let repair = self.engine.stats().walks > 0;
         let walk = self.session.walk().await?;
+        self.last_walk = tokio::time::Instant::now();
         if let Some(total) = walk.lost {
+            // Records were lost while this walk ran: it may not make up for them
+            // all, so another walk follows (see `step`).
+            self.repair_due = total > lost_at_start;
             self.lost_seen = self.lost_seen.max(total);
             self.engine.set_lost(total);
+        } else {
+            self.repair_due = false;
         }
         self.cgroups.add(walk.cgroups);
         let seen = self.engine.apply_snapshot(walk.snapshot, walk.live, out);
-        if repair {
-            self.engine.reconcile(&seen, walk.start_ns, lost_at_start, out);
-        }
+        self.engine.reconcile(&seen, walk.start_ns, lost_at_start, out);
         Ok(())
     }
 
-    /// Waits for events (or the next tick) and applies them.
+    /// Waits for events (or the next tick) and applies them. Not cancel-safe (it
+    /// may be in a repair walk): in a `select!`, use [`Tracker::next_input`] and
+    /// [`Tracker::handle`] instead.
     pub async fn step(&mut self, out: &mut Vec<Update>) -> Result<Step> {
+        let input = self.next_input().await;
+        self.handle(input, out).await
+    }
+
+    /// Waits for the next thing to do. Cancel-safe: nothing is consumed unless it
+    /// returns.
+    pub async fn next_input(&mut self) -> Input {
+        if self.repair_due && self.last_walk.elapsed() >= REPAIR_BACKOFF {
+            return Input::Repair;
+        }
         tokio::select! {
-            msg = self.session.rx.recv() => match msg {
-                Some(Message::Events(evs)) => {
-                    for ev in evs {
-                        self.engine.apply(ev, out);
-                    }
-                    Ok(Step::Applied)
-                }
-                Some(Message::Cgroups(c)) => {
-                    self.cgroups.add(c);
-                    Ok(Step::Applied)
-                }
-                Some(Message::Lost { total }) => {
-                    let lost = total.saturating_sub(self.lost_seen);
-                    self.lost_seen = total;
-                    self.engine.set_lost(total);
-                    let ts_ns = clock::boot_now_ns();
-                    log::warn!("{lost} events lost (ring buffer full); repairing the tree with a task iterator walk");
-                    self.walk(out).await?;
-                    Ok(Step::Lost { lost, total, ts_ns })
-                }
-                None => Ok(Step::Ended),
-            },
-            _ = self.tick.tick() => {
+            msg = self.session.rx.recv() => Input::Message(msg),
+            _ = self.tick.tick() => Input::Tick,
+        }
+    }
+
+    /// Applies what [`Tracker::next_input`] returned. Must run to completion.
+    pub async fn handle(&mut self, input: Input, out: &mut Vec<Update>) -> Result<Step> {
+        match input {
+            Input::Repair => {
+                log::info!("records were lost during the last repair walk; walking again");
+                self.walk(out).await?;
+                Ok(Step::Applied)
+            }
+            Input::Tick => {
                 self.engine.tick(clock::boot_now_ns(), out);
                 Ok(Step::Applied)
+            }
+            Input::Message(None) => Ok(Step::Ended),
+            Input::Message(Some(Message::Events(evs))) => {
+                for ev in evs {
+                    self.engine.apply(ev, out);
+                }
+                Ok(Step::Applied)
+            }
+            Input::Message(Some(Message::Cgroups(c))) => {
+                self.cgroups.add(c);
+                Ok(Step::Applied)
+            }
+            Input::Message(Some(Message::Lost { total })) => {
+                let lost = total.saturating_sub(self.lost_seen);
+                self.lost_seen = total;
+                self.engine.set_lost(total);
+                let ts_ns = clock::boot_now_ns();
+                log::warn!("{lost} events lost (ring buffer full); repairing the tree with a task iterator walk");
+                self.walk(out).await?;
+                Ok(Step::Lost { lost, total, ts_ns })
             }
         }
     }

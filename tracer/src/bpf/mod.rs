@@ -22,12 +22,15 @@ use crate::event::{self, Event};
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf.o"));
 
 /// Which program attaches where: `(program name in the object, BTF tracepoint)`.
-/// All are BTF tracepoints (tp_btf): no kprobes or fentry are needed.
+/// All are BTF tracepoints (tp_btf): no kprobes or fentry are needed. They are
+/// attached in this order, fork last: a task created once fork is attached has
+/// its exit seen too (the reverse would leave tasks born and dead in between
+/// with a fork and no exit).
 const TRACEPOINTS: &[(&str, &str)] = &[
-    (abi::prog::FORK, "sched_process_fork"),
     (abi::prog::EXIT, "sched_process_exit"),
     (abi::prog::EXEC, "sched_process_exec"),
     (abi::prog::RENAME, "task_rename"),
+    (abi::prog::FORK, "sched_process_fork"),
 ];
 
 /// Default ring buffer size: 8 MiB.
@@ -118,6 +121,7 @@ impl Kernel {
             Err(e) => log::debug!("kernel-side logging is off: {e}"),
         }
 
+        // Load (verify) every program first, then attach them back to back.
         for (name, tp) in TRACEPOINTS {
             let prog: &mut BtfTracePoint = ebpf
                 .program_mut(name)
@@ -128,8 +132,14 @@ impl Kernel {
                     "loading the {tp} program (the kernel's verifier refused it; run with RUST_LOG=debug for details)"
                 )
             })?;
+            log::debug!("{name} loaded at {:?}", t0.elapsed());
+        }
+        for (name, tp) in TRACEPOINTS {
+            let prog: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} is missing from the eBPF object"))?
+                .try_into()?;
             prog.attach().with_context(|| format!("attaching to the BTF tracepoint {tp}"))?;
-            log::debug!("{name} loaded and attached at {:?}", t0.elapsed());
         }
         log::debug!("programs loaded and attached at {:?}", t0.elapsed());
         let lost = PerCpuArray::try_from(ebpf.take_map(abi::MAP_LOST).ok_or_else(|| anyhow!("map LOST missing"))?)?;

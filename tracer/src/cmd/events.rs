@@ -49,7 +49,7 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     loop {
         let step = tokio::select! {
-            s = tracker.step(&mut updates) => s?,
+            input = tracker.next_input() => tracker.handle(input, &mut updates).await?,
             _ = stop.wait() => break,
         };
         if let Step::Lost { lost, total, ts_ns } = step {

@@ -24,7 +24,7 @@ pub async fn run(args: StatsArgs) -> Result<ExitCode> {
         while tokio::time::Instant::now() < end {
             updates.clear();
             tokio::select! {
-                s = tracker.step(&mut updates) => { s?; }
+                input = tracker.next_input() => { tracker.handle(input, &mut updates).await?; }
                 _ = tokio::time::sleep_until(end) => {}
             }
         }

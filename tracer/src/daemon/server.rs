@@ -120,8 +120,10 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
     let mut json = output::JsonWriter::new(boot);
     loop {
         tokio::select! {
-            step = tracker.step(&mut updates) => {
-                let step = step?;
+            // Only the wait is inside select!: applying (perhaps a repair walk) is
+            // never cancelled by a request arriving.
+            input = tracker.next_input() => {
+                let step = tracker.handle(input, &mut updates).await?;
                 if let Step::Lost { lost, total, ts_ns } = step {
                     rates.count("lost", lost);
                     let line = Line::Lost { ts_ns, lost, total };
