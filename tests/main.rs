@@ -6,6 +6,7 @@
 
 mod util;
 
+mod daemon;
 mod events;
 mod tree;
 mod watch;

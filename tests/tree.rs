@@ -7,7 +7,7 @@
 //! Each test starts its own daemon on a socket in a temporary directory and queries
 //! it over the socket from the test process.
 
-mod daemon;
+pub mod daemon;
 mod oracle;
 mod workload;
 

@@ -133,6 +133,22 @@ impl Daemon {
         self.pid
     }
 
+    /// The socket it serves.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
+    /// SIGKILL, as a crash would end it; waits for the end.
+    pub fn sigkill(mut self) {
+        signal(self.pid, libc::SIGKILL);
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+
     /// The daemon's stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().text.clone()
