@@ -27,9 +27,10 @@ use crate::kernel::{
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 
-/// Records that could not be written (ring buffer full), per CPU.
+/// Per CPU: `[LOST_SLOT_COUNT]` records that could not be written (ring buffer
+/// full), `[LOST_SLOT_FILL]` bytes waiting in the ring buffer at this CPU's last record.
 #[map]
-static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 
 /// Variable-length records are built here, one slot per CPU (userspace sets
 /// max_entries to the number of possible CPUs). A plain array indexed by CPU, not a
@@ -61,7 +62,7 @@ const SIGNAL_GROUP_EXIT: u32 = 0x0000_0004;
 
 #[inline(always)]
 fn count_lost() {
-    if let Some(p) = LOST.get_ptr_mut(0) {
+    if let Some(p) = LOST.get_ptr_mut(tracer_abi::LOST_SLOT_COUNT) {
         // SAFETY: a per-CPU slot of our own map; programs of one CPU do not nest here.
         unsafe { *p += 1 };
     }
@@ -74,7 +75,12 @@ const BPF_RB_FORCE_WAKEUP: u64 = 2;
 /// Submit flags: wake the reader only when enough data is waiting.
 #[inline(always)]
 fn wakeup_flags() -> u64 {
-    if EVENTS.query(BPF_RB_AVAIL_DATA) >= config_wakeup_bytes() { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
+    if let Some(p) = LOST.get_ptr_mut(tracer_abi::LOST_SLOT_FILL) {
+        // SAFETY: a per-CPU slot of our own map.
+        unsafe { *p = waiting };
+    }
+    if waiting >= config_wakeup_bytes() { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
 }
 
 #[inline(always)]

@@ -53,6 +53,7 @@ pub struct Tracker {
     /// Records were lost during the last walk: walk again.
     repair_due: bool,
     last_walk: tokio::time::Instant,
+    ringbuf_bytes: u32,
 }
 
 impl Tracker {
@@ -71,6 +72,7 @@ impl Tracker {
             lost_seen: 0,
             repair_due: false,
             last_walk: tokio::time::Instant::now(),
+            ringbuf_bytes: opts.ringbuf_bytes,
         };
         t.walk(out).await?;
         Ok(t)
@@ -175,6 +177,11 @@ impl Tracker {
         }
         // Release every held exit: nothing more will come for them.
         self.engine.tick(u64::MAX / 2, out);
+    }
+
+    /// The ring buffer's size.
+    pub fn ringbuf_bytes(&self) -> u32 {
+        self.ringbuf_bytes
     }
 
     /// Counters of the ring buffer reader.

@@ -18,6 +18,10 @@ extern crate std;
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Name of the per-CPU counter map of records that could not be written.
 pub const MAP_LOST: &str = "LOST";
+/// `LOST` slot: records lost on this CPU.
+pub const LOST_SLOT_COUNT: u32 = 0;
+/// `LOST` slot: bytes waiting in the ring buffer when this CPU last wrote.
+pub const LOST_SLOT_FILL: u32 = 1;
 /// Name of the per-CPU scratch map exec records are built in.
 pub const MAP_SCRATCH: &str = "SCRATCH";
 /// Name of the scratch map the task iterator builds its records in.

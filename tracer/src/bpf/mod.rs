@@ -291,6 +291,12 @@ pub struct LostCounter(PerCpuArray<MapData, u64>);
 impl LostCounter {
     /// Records lost so far, summed over CPUs.
     pub fn get(&self) -> u64 {
-        self.0.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
+        self.0.get(&abi::LOST_SLOT_COUNT, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    }
+
+    /// Bytes waiting in the ring buffer as the last record was written (the
+    /// largest of the CPUs' last readings).
+    pub fn fill(&self) -> u64 {
+        self.0.get(&abi::LOST_SLOT_FILL, 0).map(|v| v.iter().copied().max().unwrap_or(0)).unwrap_or(0)
     }
 }

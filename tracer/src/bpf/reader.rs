@@ -38,6 +38,8 @@ pub struct ReaderStats {
     pub records: AtomicU64,
     pub malformed: AtomicU64,
     pub lost: AtomicU64,
+    /// Bytes that were waiting in the ring buffer at the last reading.
+    pub fill: AtomicU64,
 }
 
 /// Largest batch sent at once.
@@ -104,6 +106,7 @@ pub fn spawn(
             if last_lost_check.elapsed() >= LOST_POLL {
                 last_lost_check = tokio::time::Instant::now();
                 let total = lost.get();
+                stats.fill.store(lost.fill(), Ordering::Relaxed);
                 if total != last_lost {
                     last_lost = total;
                     stats.lost.store(total, Ordering::Relaxed);
