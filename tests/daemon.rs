@@ -350,12 +350,13 @@ fn malformed_requests_get_errors() {
     d.stop();
 }
 
-fn tracer_programs() -> Vec<String> {
+/// Ids of the loaded BPF programs that carry tracer's program names.
+fn tracer_programs() -> BTreeSet<u64> {
     let out = util::run(Command::new("bpftool").args(["prog", "show"]), Duration::from_secs(20));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| ["sched_process_fork", "sched_process_exit", "iter_task"].iter().any(|n| l.contains(n)))
-        .map(str::to_string)
+        .filter_map(|l| l.split(':').next()?.trim().parse().ok())
         .collect()
 }
 
@@ -364,9 +365,12 @@ fn kill_9_leaves_nothing_attached_and_restart_works() {
     if !util::require_root() || !util::require_tool("bpftool") {
         return;
     }
-    assert!(tracer_programs().is_empty(), "tracer programs loaded before the test: {:?}", tracer_programs());
+    // Programs of other tracer instances (a daemon of an earlier test being freed)
+    // are left out: only this daemon's must go.
+    let before = tracer_programs();
     let d = Daemon::start(&[]);
-    assert!(!tracer_programs().is_empty(), "bpftool does not see the daemon's programs");
+    let ours: BTreeSet<u64> = tracer_programs().difference(&before).copied().collect();
+    assert!(ours.len() >= 3, "bpftool does not see the daemon's programs (before {before:?})");
     let socket = d.socket().to_path_buf();
     let dir = socket.parent().unwrap().to_path_buf();
     // Keep the directory: the restart reuses the same socket path.
@@ -374,8 +378,9 @@ fn kill_9_leaves_nothing_attached_and_restart_works() {
     std::fs::create_dir_all(&keep).unwrap();
     d.sigkill();
     let t = Instant::now();
-    while !tracer_programs().is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(10), "programs still loaded after kill -9: {:?}", tracer_programs());
+    while !tracer_programs().is_disjoint(&ours) {
+        let left: Vec<_> = tracer_programs().intersection(&ours).copied().collect();
+        assert!(t.elapsed() < Duration::from_secs(10), "programs still loaded 10 s after kill -9: {left:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
     // The socket file is left behind by the crash; a new daemon must take it over.
