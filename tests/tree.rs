@@ -478,48 +478,6 @@ fn daemon_never_reads_proc() {
 // ---------------------------------------------------------------------------------------
 // 7. Apache httpd
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
-}
-
-fn apache_conf(dir: &Path, port: u16) -> String {
-    let d = dir.display();
-    let (user, group) = if std::fs::read_to_string("/etc/passwd").is_ok_and(|s| s.contains("\nwww-data:")) {
-        ("www-data", "www-data")
-    } else {
-        ("nobody", "nogroup")
-    };
-    format!(
-        "ServerRoot /etc/apache2
-LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
-LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
-LoadModule dir_module /usr/lib/apache2/modules/mod_dir.so
-ServerName 127.0.0.1
-Listen 127.0.0.1:{port}
-PidFile {d}/httpd.pid
-ErrorLog {d}/error.log
-LogLevel info
-DefaultRuntimeDir {d}
-Mutex file:{d} default
-User {user}
-Group {group}
-Timeout 5
-StartServers 1
-ThreadsPerChild 4
-MinSpareThreads 4
-MaxSpareThreads 12
-ServerLimit 16
-MaxRequestWorkers 64
-DocumentRoot {d}/htdocs
-DirectoryIndex index.html
-<Directory {d}/htdocs>
-  Require all granted
-</Directory>
-"
-    )
-}
-
 /// httpd (mpm_event) grows children under `ab` load and retires them after; at the
 /// peak and after, its subtree in the tracer is /proc's; once stopped it is gone.
 #[test]
@@ -537,9 +495,9 @@ fn apache_httpd_subtree_equals_proc() {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
     std::fs::set_permissions(docs.join("index.html"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let port = free_port();
+    let port = util::free_port();
     let conf = dir.path().join("httpd.conf");
-    std::fs::write(&conf, apache_conf(dir.path(), port)).expect("write httpd.conf");
+    std::fs::write(&conf, util::apache_conf(dir.path(), port)).expect("write httpd.conf");
     let error_log = || std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
 
     let d = Daemon::start(&[]);

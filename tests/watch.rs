@@ -8,7 +8,6 @@ use std::{
     io::Write,
     net::TcpStream,
     os::unix::process::CommandExt,
-    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -167,47 +166,6 @@ impl Drop for Group {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
-}
-
-fn httpd_conf(dir: &Path, port: u16) -> String {
-    let d = dir.display();
-    let (user, group) = if std::fs::read_to_string("/etc/passwd").is_ok_and(|s| s.contains("\nwww-data:")) {
-        ("www-data", "www-data")
-    } else {
-        ("nobody", "nogroup")
-    };
-    format!(
-        "ServerRoot /etc/apache2
-LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
-LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
-LoadModule dir_module /usr/lib/apache2/modules/mod_dir.so
-ServerName 127.0.0.1
-Listen 127.0.0.1:{port}
-PidFile {d}/httpd.pid
-ErrorLog {d}/error.log
-DefaultRuntimeDir {d}
-Mutex file:{d} default
-User {user}
-Group {group}
-Timeout 5
-StartServers 1
-ThreadsPerChild 4
-MinSpareThreads 4
-MaxSpareThreads 12
-ServerLimit 16
-MaxRequestWorkers 64
-DocumentRoot {d}/htdocs
-DirectoryIndex index.html
-<Directory {d}/htdocs>
-  Require all granted
-</Directory>
-"
-    )
-}
-
 // ---------------------------------------------------------------------------------------
 // /proc and the screen
 
@@ -329,9 +287,9 @@ fn watch_shows_httpd_under_load() {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
     }
-    let port = free_port();
+    let port = util::free_port();
     let conf = dir.path().join("httpd.conf");
-    std::fs::write(&conf, httpd_conf(dir.path(), port)).expect("write httpd.conf");
+    std::fs::write(&conf, util::apache_conf(dir.path(), port)).expect("write httpd.conf");
     let error_log = || std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
 
     // The screen, in a shell that reports how it ended and the terminal modes after.
