@@ -3,11 +3,16 @@
 use std::{process::ExitCode, time::Duration};
 
 use anyhow::Result;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{
     cli::StatsArgs,
-    daemon::{client::Client, protocol::Request},
+    daemon::{
+        client::Client,
+        protocol::Request,
+        server::{Rates, stats_json},
+    },
+    engine::Update,
     tracker::{self, Tracker},
 };
 
@@ -18,8 +23,10 @@ pub async fn run(args: StatsArgs) -> Result<ExitCode> {
         client.request(&Request::Stats).await?.get("stats").cloned().unwrap_or(Value::Null)
     } else {
         // No daemon: run the engine for one second and report what it saw.
+        let started = std::time::Instant::now();
         let mut updates = Vec::new();
         let mut tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
+        let mut rates = Rates::default();
         let end = tokio::time::Instant::now() + Duration::from_secs(1);
         while tokio::time::Instant::now() < end {
             updates.clear();
@@ -27,19 +34,13 @@ pub async fn run(args: StatsArgs) -> Result<ExitCode> {
                 input = tracker.next_input() => { tracker.handle(input, &mut updates).await?; }
                 _ = tokio::time::sleep_until(end) => {}
             }
+            for u in &updates {
+                if let Update::Event(ev) = u {
+                    rates.count(ev.body.name(), 1);
+                }
+            }
         }
-        let s = tracker.engine.stats();
-        json!({
-            "uptime_s": 1.0,
-            "events_total": s.applied,
-            "lost": s.lost,
-            "degraded": s.degraded,
-            "repairs": s.repairs,
-            "walks": s.walks,
-            "processes": s.processes,
-            "threads": s.threads,
-            "exited_kept": s.exited,
-        })
+        stats_json(&tracker, &rates, started)
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&stats)?);

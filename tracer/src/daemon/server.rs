@@ -420,7 +420,7 @@ fn heap_bytes() -> Option<u64> {
 
 /// Events per second by kind, over the last full second.
 #[derive(Default)]
-struct Rates {
+pub struct Rates {
     window_start: Option<Instant>,
     current: BTreeMap<&'static str, u64>,
     last: BTreeMap<&'static str, u64>,
@@ -428,7 +428,7 @@ struct Rates {
 }
 
 impl Rates {
-    fn count(&mut self, kind: &'static str, n: u64) {
+    pub fn count(&mut self, kind: &'static str, n: u64) {
         let now = Instant::now();
         let start = *self.window_start.get_or_insert(now);
         if now.duration_since(start) >= Duration::from_secs(1) {
@@ -440,7 +440,8 @@ impl Rates {
     }
 }
 
-fn stats_json(tracker: &Tracker, rates: &Rates, started: Instant) -> serde_json::Value {
+/// The `stats` answer: the daemon's counters (`tracer stats` in-process makes the same).
+pub fn stats_json(tracker: &Tracker, rates: &Rates, started: Instant) -> serde_json::Value {
     let s = tracker.engine.stats();
     let reader = tracker.reader_stats();
     // SAFETY: getrusage fills the struct we pass.
