@@ -1,13 +1,20 @@
 //! Engine benchmark: events applied per second on one core, and the model's heap
 //! use per live task, measured with a counting global allocator.
 //!
-//! `cargo bench -p tracer --bench engine` (add `-- --quick` for a short run).
+//! `cargo bench -p tracer --bench engine` (add `-- --quick` for a short run;
+//! `-- --profile` generates the events first, then applies them, for profilers:
+//! EVENTS, STEP_NS and INTERLEAVE=1 tune it; LINGER_NS overrides the linger).
 //!
 //! A small kernel simulator makes realistic event streams: fork/exec/clone/
 //! thread exit/exit/rename mixes, pids (and tids) allocated like Linux from one
 //! space that wraps at 32768, ring-order races (a process exit before a sibling's
 //! thread exit), reparenting to init. The simulator's own state is allocated once
 //! up front so that the allocator's counts are the engine's (and the events').
+//!
+//! The events are made and applied in batches of at most 4096, as the ring
+//! buffer reader hands them to the engine; only applying them (and dropping the
+//! updates, as a consumer does) is timed. The counting allocator forwards to the
+//! system allocator, the one the `tracer` binary uses.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -24,9 +31,14 @@ struct Counting;
 static CURRENT: AtomicIsize = AtomicIsize::new(0);
 static PEAK: AtomicIsize = AtomicIsize::new(0);
 
+/// The bench runs on one thread: plain loads and stores count as well as atomic
+/// read-modify-writes and cost the measured code (each allocation) far less.
 fn grew(by: isize) {
-    let now = CURRENT.fetch_add(by, Ordering::Relaxed) + by;
-    PEAK.fetch_max(now, Ordering::Relaxed);
+    let now = CURRENT.load(Ordering::Relaxed) + by;
+    CURRENT.store(now, Ordering::Relaxed);
+    if now > PEAK.load(Ordering::Relaxed) {
+        PEAK.store(now, Ordering::Relaxed);
+    }
 }
 
 // SAFETY: forwards to the system allocator; only counts.
@@ -44,7 +56,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        CURRENT.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        grew(-(l.size() as isize));
         // SAFETY: same contract as ours.
         unsafe { System.dealloc(p, l) }
     }
@@ -112,6 +124,12 @@ struct Sim {
     /// Live pids, for random picks, and each one's index in it.
     live: Vec<u32>,
     pos: Vec<u32>,
+    /// Each live process's children, as a doubly linked list through these (0:
+    /// none), so that an exit finds its children without scanning every process
+    /// (which would flush the caches between batches, unlike the real reader).
+    first_kid: Vec<u32>,
+    next_sib: Vec<u32>,
+    prev_sib: Vec<u32>,
     rng: u64,
     argvs: Vec<(String, Vec<u8>, Comm)>,
 }
@@ -138,6 +156,9 @@ impl Sim {
             procs: vec![SimProc::default(); PID_MAX],
             live: Vec::with_capacity(PID_MAX),
             pos: vec![0; PID_MAX],
+            first_kid: vec![0; PID_MAX],
+            next_sib: vec![0; PID_MAX],
+            prev_sib: vec![0; PID_MAX],
             rng: 0x2545_f491_4f6c_dd1d,
             argvs,
         };
@@ -175,6 +196,28 @@ impl Sim {
             }
         }
         None
+    }
+
+    fn link_kid(&mut self, parent: u32, kid: u32) {
+        let first = self.first_kid[parent as usize];
+        self.next_sib[kid as usize] = first;
+        self.prev_sib[kid as usize] = 0;
+        if first != 0 {
+            self.prev_sib[first as usize] = kid;
+        }
+        self.first_kid[parent as usize] = kid;
+    }
+
+    fn unlink_kid(&mut self, parent: u32, kid: u32) {
+        let (prev, next) = (self.prev_sib[kid as usize], self.next_sib[kid as usize]);
+        if prev == 0 {
+            self.first_kid[parent as usize] = next;
+        } else {
+            self.next_sib[prev as usize] = next;
+        }
+        if next != 0 {
+            self.prev_sib[next as usize] = prev;
+        }
     }
 
     fn task(&self, pid: u32, tid: u32, tstart: u64) -> TaskInfo {
@@ -224,6 +267,8 @@ impl Sim {
         self.owner[pid as usize] = pid;
         self.pos[pid as usize] = self.live.len() as u32;
         self.live.push(pid);
+        self.first_kid[pid as usize] = 0;
+        self.link_kid(parent, pid);
         let t = self.task(pid, pid, ts);
         let e = self.ev(t, Body::Fork { creator_tid: parent });
         out.push(e);
@@ -300,16 +345,16 @@ impl Sim {
         self.owner[pid as usize] = 0;
         if p.ppid != 0 && self.owner[p.ppid as usize] == p.ppid && self.procs[p.ppid as usize].start == p.pstart {
             self.procs[p.ppid as usize].kids -= 1;
+            self.unlink_kid(p.ppid, pid);
         }
-        if p.kids > 0 {
-            for i in 0..self.live.len() {
-                let c = self.live[i] as usize;
-                if self.procs[c].ppid == pid && self.procs[c].pstart == p.start {
-                    self.procs[c].ppid = 1;
-                    self.procs[c].pstart = 1;
-                    self.procs[1].kids += 1;
-                }
-            }
+        let mut c = std::mem::take(&mut self.first_kid[pid as usize]);
+        while c != 0 {
+            let next = self.next_sib[c as usize];
+            self.procs[c as usize].ppid = 1;
+            self.procs[c as usize].pstart = 1;
+            self.procs[1].kids += 1;
+            self.link_kid(1, c);
+            c = next;
         }
         let i = self.pos[pid as usize] as usize;
         self.live.swap_remove(i);
@@ -351,15 +396,22 @@ fn engine() -> Engine {
     Engine::with_users(cfg, UserTable::from_passwd("root:x:0:0::/:/bin/sh\n"))
 }
 
-/// Applies a chunk of events, draining the updates as a consumer would, and
-/// ticking every 1024 events with the event clock. Returns the time spent.
-/// The events are moved into the engine, as the runtime does with decoded ones.
-fn apply_chunk(e: &mut Engine, events: &mut Vec<Event>, out: &mut Vec<Update>) -> Duration {
+/// Events per batch: what the ring buffer reader hands the engine at most at once
+/// (`bpf::reader::BATCH`). The bench makes a batch, then applies it, so that the
+/// events are as fresh in the caches as the reader's just-decoded ones.
+const BATCH: usize = 4096;
+
+/// Applies a batch of events, draining the updates as a consumer would, and
+/// ticking every 1024 events (`n` counts them across batches) with the event
+/// clock. Returns the time spent. The events are moved into the engine, as the
+/// runtime does with decoded ones.
+fn apply_chunk(e: &mut Engine, events: &mut Vec<Event>, out: &mut Vec<Update>, n: &mut u64) -> Duration {
     let t0 = Instant::now();
-    for (i, ev) in events.drain(..).enumerate() {
+    for ev in events.drain(..) {
         let ts = ev.ts_ns;
         e.apply(ev, out);
-        if i % 1024 == 1023 {
+        *n += 1;
+        if n.is_multiple_of(1024) {
             e.tick(ts, out);
             out.clear();
         }
@@ -380,25 +432,26 @@ fn throughput(total: usize, target: usize, step_ns: u64) {
     let mut e = engine();
     let mut out = Vec::with_capacity(4096);
     boot(&mut sim, &mut e, &mut out);
-    let mut evs = Vec::with_capacity(200_000);
+    let mut evs = Vec::with_capacity(BATCH + 64);
+    let mut n = 0;
     // Warm up to the target population.
     while sim.live.len() < target {
         let pid = sim.random_live();
         let _ = sim.fork(pid, &mut evs);
-        if evs.len() > 100_000 {
-            apply_chunk(&mut e, &mut evs, &mut out);
+        if evs.len() >= BATCH {
+            apply_chunk(&mut e, &mut evs, &mut out, &mut n);
         }
     }
-    apply_chunk(&mut e, &mut evs, &mut out);
+    apply_chunk(&mut e, &mut evs, &mut out, &mut n);
     let before = e.stats();
     let mut spent = Duration::ZERO;
     let mut applied = 0usize;
     while applied < total {
-        while evs.len() < 200_000 {
+        while evs.len() < BATCH {
             sim.mixed_op(target, &mut evs);
         }
         applied += evs.len();
-        spent += apply_chunk(&mut e, &mut evs, &mut out);
+        spent += apply_chunk(&mut e, &mut evs, &mut out, &mut n);
     }
     let s = e.stats();
     let k = |f: fn(&tracer::engine::KindCounts) -> u64| f(&s.applied) - f(&before.applied);
@@ -426,7 +479,6 @@ fn throughput(total: usize, target: usize, step_ns: u64) {
         s.pid_reuses,
     );
     println!("  model at the end: {} live processes, {} threads, {} exited kept", s.processes, s.threads, s.exited);
-    println!("  (harness floor, moving and dropping the events without an engine: ~30 ns/event)");
     if let Err(err) = e.check_invariants() {
         println!("  INVARIANT BROKEN: {err}");
     }
@@ -452,6 +504,7 @@ fn memory(procs: usize, churn: usize) {
 
     // Build: `procs` processes of 3 threads each, under a few shells.
     let mut evs = Vec::with_capacity(100_000);
+    let mut n = 0;
     let mut shells = Vec::new();
     for _ in 0..16 {
         if let Some(p) = sim.fork(1, &mut evs) {
@@ -467,16 +520,22 @@ fn memory(procs: usize, churn: usize) {
             sim.clone_thread(p, &mut evs);
         }
         if evs.len() >= 90_000 {
-            apply_chunk(&mut e, &mut evs, &mut out);
+            apply_chunk(&mut e, &mut evs, &mut out, &mut n);
         }
     }
-    apply_chunk(&mut e, &mut evs, &mut out);
+    apply_chunk(&mut e, &mut evs, &mut out, &mut n);
     drop(std::mem::take(&mut evs));
     e.tick(sim.ts + 10 * SEC, &mut out);
     out.clear();
     let s = e.stats();
     let total = engine_heap(&out);
-    let argv_bytes: usize = e.processes().map(|p| p.argv.raw.len()).sum();
+    // The argv bytes held: each buffer once (processes running one command line
+    // share it).
+    let mut bufs: Vec<(*const u8, usize)> = e.processes().map(|p| (p.argv.raw.as_ptr(), p.argv.raw.len())).collect();
+    bufs.sort_unstable();
+    bufs.dedup();
+    let argv_bytes: usize = bufs.iter().map(|b| b.1).sum();
+    drop(bufs);
     let tasks = s.threads;
     println!("memory, {} live processes x 3 threads ({} tasks):", s.processes, tasks);
     println!(
@@ -496,7 +555,7 @@ fn memory(procs: usize, churn: usize) {
     let mut n_events = 0usize;
     let mut engine_peak = 0isize;
     let mut made = 0usize;
-    evs = Vec::with_capacity(100_000);
+    evs = Vec::with_capacity(BATCH + 64);
     reset_peak();
     while made < churn {
         let parent = long_lived[sim.below(long_lived.len())];
@@ -519,9 +578,9 @@ fn memory(procs: usize, churn: usize) {
                 }
             }
         }
-        if evs.len() >= 90_000 || made >= churn {
+        if evs.len() >= BATCH || made >= churn {
             n_events += evs.len();
-            spent += apply_chunk(&mut e, &mut evs, &mut out);
+            spent += apply_chunk(&mut e, &mut evs, &mut out, &mut n);
             engine_peak = engine_peak.max(engine_heap(&out) - (evs.capacity() * size_of::<Event>()) as isize);
         }
     }
@@ -529,7 +588,7 @@ fn memory(procs: usize, churn: usize) {
         sim.exit(p, &mut evs);
     }
     n_events += evs.len();
-    spent += apply_chunk(&mut e, &mut evs, &mut out);
+    spent += apply_chunk(&mut e, &mut evs, &mut out, &mut n);
     drop(std::mem::take(&mut evs));
     let mid = e.stats();
     e.tick(sim.ts + 3 * SEC, &mut out);
@@ -563,41 +622,68 @@ fn memory(procs: usize, churn: usize) {
     println!("  engine dropped: {} bytes left", engine_heap(&out));
 }
 
-/// Generates `total` mixed events first, then applies them (for profilers: the
-/// apply phase starts after the line "applying").
+/// Generates `total` mixed events first (in batches), then applies them (for
+/// profilers: the apply phase starts after the line "applying").
 fn profile(total: usize, target: usize) {
-    let mut sim = Sim::new(5_000);
+    // STEP_NS: event time between events (5000: 200 k events/s).
+    let step = std::env::var("STEP_NS").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
+    let mut sim = Sim::new(step);
     let mut e = engine();
     let mut out = Vec::with_capacity(4096);
     boot(&mut sim, &mut e, &mut out);
-    let mut evs = Vec::with_capacity(total);
+    let mut batches: Vec<Vec<Event>> = Vec::with_capacity(total / BATCH + 2);
+    let mut evs = Vec::with_capacity(BATCH + 64);
     while sim.live.len() < target {
         let pid = sim.random_live();
         let _ = sim.fork(pid, &mut evs);
     }
-    while evs.len() < total {
-        sim.mixed_op(target, &mut evs);
-    }
-    println!("applying");
-    let n = evs.len();
-    if std::env::var("NOOP").is_ok() {
-        let t0 = Instant::now();
-        for (i, ev) in evs.drain(..).enumerate() {
-            out.push(Update::Event(ev));
-            if i % 1024 == 1023 {
-                out.clear();
+    let mut generated = 0;
+    if std::env::var("INTERLEAVE").is_ok() {
+        // Each batch made just before it is applied, as in the throughput runs (for
+        // cache simulators that count only the engine's functions).
+        let (mut d, mut n) = (Duration::ZERO, 0);
+        while generated < total {
+            while evs.len() < BATCH {
+                sim.mixed_op(target, &mut evs);
             }
+            generated += evs.len();
+            d += apply_chunk(&mut e, &mut evs, &mut out, &mut n);
         }
-        println!("no engine: {:.0} ns/event", t0.elapsed().as_nanos() as f64 / n as f64);
+        println!("{generated} events: {:.0} ns/event", d.as_nanos() as f64 / generated as f64);
         return;
     }
-    let d = apply_chunk(&mut e, &mut evs, &mut out);
-    println!("{n} events: {:.0} ns/event", d.as_nanos() as f64 / n as f64);
+    while generated < total {
+        while evs.len() < BATCH {
+            sim.mixed_op(target, &mut evs);
+        }
+        generated += evs.len();
+        batches.push(std::mem::replace(&mut evs, Vec::with_capacity(BATCH + 64)));
+    }
+    println!("applying");
+    if std::env::var("NOOP").is_ok() {
+        let t0 = Instant::now();
+        for mut b in batches {
+            for ev in b.drain(..) {
+                out.push(Update::Event(ev));
+                if out.len() >= 1024 {
+                    out.clear();
+                }
+            }
+        }
+        println!("no engine: {:.0} ns/event", t0.elapsed().as_nanos() as f64 / generated as f64);
+        return;
+    }
+    let (mut d, mut n) = (Duration::ZERO, 0);
+    for mut b in batches {
+        d += apply_chunk(&mut e, &mut b, &mut out, &mut n);
+    }
+    println!("{generated} events: {:.0} ns/event", d.as_nanos() as f64 / generated as f64);
 }
 
 fn main() {
     if std::env::args().any(|a| a == "--profile") {
-        profile(3_000_000, 3000);
+        let n = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(3_000_000);
+        profile(n, 3000);
         return;
     }
     let quick = std::env::args().any(|a| a == "--quick");

@@ -25,6 +25,7 @@
 
 mod hash;
 mod model;
+mod names;
 mod snapshot;
 mod store;
 mod users;
@@ -34,13 +35,13 @@ pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
 
 pub use hash::{FxBuild, FxHashMap, FxHashSet, FxHasher};
+use model::lines;
 pub use model::{Keyed, KeyedVec, Origin, ProcState, Process, Thread, Usage};
 pub use snapshot::Seen;
 pub use users::UserTable;
@@ -207,11 +208,12 @@ pub struct Engine {
     held: Vec<Held>,
     /// Earliest deadline in `held` (u64::MAX: none).
     next_deadline: u64,
-    /// Exited processes in exit order, for the linger.
-    lingering: VecDeque<(u64, ProcRef)>,
     /// Exited processes that lost a child: to drop if their linger is over.
     recheck: Vec<ProcRef>,
     users: UserTable,
+    /// Executable names and argument lists, shared.
+    names: names::Names,
+    argvs: names::Argvs,
     threads: usize,
     walk_gen: u32,
     /// Inside a repair walk (a walk after the first).
@@ -223,6 +225,9 @@ pub struct Engine {
     /// Boxes of dropped processes, for reuse (the boxes are the point).
     #[allow(clippy::vec_box)]
     pool: Vec<Box<Process>>,
+    /// Reusable lists (for adoptions).
+    orphans: Vec<ProcRef>,
+    adopted: Vec<ProcRef>,
 }
 
 /// Refreshes what the leader's task says of the whole process.
@@ -269,9 +274,10 @@ impl Engine {
             pending: FxHashMap::default(),
             held: Vec::new(),
             next_deadline: u64::MAX,
-            lingering: VecDeque::new(),
             recheck: Vec::new(),
             users,
+            names: names::Names::default(),
+            argvs: names::Argvs::default(),
             threads: 0,
             walk_gen: 0,
             repairing: false,
@@ -280,6 +286,8 @@ impl Engine {
             lost_repaired: 0,
             last_shrink_ns: 0,
             pool: Vec::new(),
+            orphans: Vec::new(),
+            adopted: Vec::new(),
         }
     }
 
@@ -335,26 +343,28 @@ impl Engine {
         let linger = self.cfg.linger_ns;
         // Exited processes leave in exit order once their linger is over, or earlier
         // while there are more than `max_exited` (then only those without children).
-        let mut budget = self.lingering.len();
-        while let Some(&(at, r)) = self.lingering.front() {
+        let mut budget = self.procs.exited.queued();
+        self.procs.exited.prefetch_front();
+        while let Some(p) = self.procs.exited.front() {
+            let at = p.exited_at().unwrap_or(0);
             let due = at.saturating_add(linger) <= now_ns;
             if !due && (self.procs.exited.len() <= self.cfg.max_exited || budget == 0) {
                 break;
             }
             budget = budget.saturating_sub(1);
-            self.lingering.pop_front();
-            // Remove, then check: one lookup in the (large, cold) exited map.
-            let Some(p) = self.procs.exited.remove(&r) else { continue };
-            if p.exited_at() != Some(at) {
-                self.procs.exited.insert(r, p);
-            } else if !p.has_children() {
-                self.dropped(p, out);
-            } else {
-                self.procs.exited.insert(r, p);
-                if !due {
-                    // Over the cap but still needed: keep it queued for its linger.
-                    self.lingering.push_back((at, r));
+            let has_children = p.has_children();
+            // The ones after it are cold by now (they ended seconds ago).
+            self.procs.exited.prefetch_ahead();
+            if !has_children {
+                if let Some(p) = self.procs.exited.pop_front() {
+                    self.dropped(p, out);
                 }
+            } else if due {
+                // Still needed: it stays until its last child leaves (see `recheck`).
+                self.procs.exited.park_front();
+            } else {
+                // Over the cap but still needed: queued again for its linger.
+                self.procs.exited.requeue_front();
             }
         }
         while let Some(r) = self.recheck.pop() {
@@ -373,17 +383,17 @@ impl Engine {
     }
 
     fn shrink(&mut self) {
+        // Only a map mostly empty is shrunk (to half full): one whose size swings
+        // (the exited set in a storm) would otherwise be shrunk and grown again,
+        // rehashing each time.
         fn fit<K: std::hash::Hash + Eq, V>(m: &mut FxHashMap<K, V>) {
-            if m.capacity() > 64 && m.len() * 2 < m.capacity() {
-                m.shrink_to(m.len() + m.len() / 4);
+            if m.capacity() > 64 && m.len() * 4 < m.capacity() {
+                m.shrink_to(m.len() * 2);
             }
         }
         fit(&mut self.procs.live);
-        fit(&mut self.procs.exited);
         fit(&mut self.pending);
-        if self.lingering.capacity() > 64 && self.lingering.len() * 4 < self.lingering.capacity() {
-            self.lingering.shrink_to(self.lingering.len() * 2);
-        }
+        self.procs.exited.shrink();
     }
 
     fn count_applied(&mut self, ev: Event, out: &mut Vec<Update>) {
@@ -397,20 +407,22 @@ impl Engine {
 
     /// Finds the process an event is about, closing an older one that held the pid.
     fn lookup(&mut self, t: &TaskInfo, ts: u64, out: &mut Vec<Update>) -> Lookup {
-        self.lookup_as(t, ts, false, out)
+        self.lookup_as::<{ lines::THREADS | lines::TREE }>(t, ts, false, out)
     }
 
     /// `lookup`; `new` skips the check for an exited process of that identity: a
-    /// fork event always announces an identity that has not ended yet.
-    fn lookup_as(&mut self, t: &TaskInfo, ts: u64, new: bool, out: &mut Vec<Update>) -> Lookup {
+    /// fork event always announces an identity that has not ended yet. `LINES`:
+    /// the cache lines of the live process found to start fetching (see
+    /// [`Process::prefetch`]), those the caller is about to read.
+    fn lookup_as<const LINES: u8>(&mut self, t: &TaskInfo, ts: u64, new: bool, out: &mut Vec<Update>) -> Lookup {
         let want = ProcRef { pid: t.pid, start_ns: t.proc_start_ns };
-        match self.procs.live_start(t.pid) {
+        match self.procs.live_start::<LINES>(t.pid, want.start_ns) {
             Some(s) if s == want.start_ns => return Lookup::Live(want),
             Some(s) if s > want.start_ns => return Lookup::Stale,
             Some(s) => self.close_reused(ProcRef { pid: t.pid, start_ns: s }, ts, out),
             None => {}
         }
-        if !new && self.procs.exited.contains_key(&want) { Lookup::Stale } else { Lookup::Absent }
+        if !new && self.procs.exited.contains(&want) { Lookup::Stale } else { Lookup::Absent }
     }
 
     /// The live process `old` held a pid that a newer process now has: it ended.
@@ -436,40 +448,72 @@ impl Engine {
 
     /// A new process from what an event says of one of its tasks, without threads.
     fn new_process(&mut self, t: &TaskInfo, origin: Origin, user: Option<Arc<str>>) -> Box<Process> {
-        let parent = (t.ppid != 0).then_some(ProcRef { pid: t.ppid, start_ns: t.parent_start_ns });
-        let (mut b, threads, children) = match self.pool.pop() {
-            Some(mut b) => {
-                let threads = std::mem::take(&mut b.threads);
-                let children = std::mem::take(&mut b.children);
-                (b, threads, children)
-            }
-            None => (Box::new(Process::default()), KeyedVec::default(), KeyedVec::default()),
+        self.new_process_with(t, origin, user, None, Argv::default())
+    }
+
+    /// [`Engine::new_process`] running `exe` with `argv`. A recycled box is filled
+    /// in field by field: its vectors keep their room, and what it shared was let
+    /// go of already.
+    fn new_process_with(
+        &mut self,
+        t: &TaskInfo,
+        origin: Origin,
+        user: Option<Arc<str>>,
+        exe: Option<Arc<str>>,
+        argv: Argv,
+    ) -> Box<Process> {
+        let (ppid, parent_start_ns) = if t.ppid == 0 { (0, 0) } else { (t.ppid, t.parent_start_ns) };
+        let spawned_by = ProcRef { pid: ppid, start_ns: parent_start_ns };
+        let Some(mut b) = self.pool.pop() else {
+            return Box::new(Process {
+                pid: t.pid,
+                start_ns: t.proc_start_ns,
+                ppid,
+                parent_start_ns,
+                spawned_by,
+                uid: t.uid,
+                gid: t.gid,
+                user,
+                comm: t.comm,
+                exe,
+                argv,
+                threads: KeyedVec::default(),
+                children: KeyedVec::default(),
+                exited_children: 0,
+                cgroup_id: t.cgroup_id,
+                pidns: t.pidns,
+                mntns: t.mntns,
+                ns_pid: t.ns_pid,
+                kthread: t.kthread,
+                origin,
+                state: ProcState::Alive,
+                usage: None,
+                exit_held: false,
+            });
         };
-        *b = Process {
-            pid: t.pid,
-            start_ns: t.proc_start_ns,
-            ppid: t.ppid,
-            parent_start_ns: if t.ppid == 0 { 0 } else { t.parent_start_ns },
-            spawned_by: parent.unwrap_or(ProcRef { pid: 0, start_ns: 0 }),
-            uid: t.uid,
-            gid: t.gid,
-            user,
-            comm: t.comm,
-            exe: None,
-            argv: Argv::default(),
-            threads,
-            children,
-            exited_children: 0,
-            cgroup_id: t.cgroup_id,
-            pidns: t.pidns,
-            mntns: t.mntns,
-            ns_pid: t.ns_pid,
-            kthread: t.kthread,
-            origin,
-            state: ProcState::Alive,
-            usage: None,
-            exit_held: false,
-        };
+        let p = &mut *b;
+        debug_assert!(p.threads.is_empty() && p.children.is_empty() && p.exe.is_none() && p.user.is_none());
+        p.pid = t.pid;
+        p.start_ns = t.proc_start_ns;
+        p.ppid = ppid;
+        p.parent_start_ns = parent_start_ns;
+        p.spawned_by = spawned_by;
+        p.uid = t.uid;
+        p.gid = t.gid;
+        p.user = user;
+        p.comm = t.comm;
+        p.exe = exe;
+        p.argv = argv;
+        p.exited_children = 0;
+        p.cgroup_id = t.cgroup_id;
+        p.pidns = t.pidns;
+        p.mntns = t.mntns;
+        p.ns_pid = t.ns_pid;
+        p.kthread = t.kthread;
+        p.origin = origin;
+        p.state = ProcState::Alive;
+        p.usage = None;
+        p.exit_held = false;
         b
     }
 
@@ -600,47 +644,81 @@ impl Engine {
         reaper: Option<ProcRef>,
         out: &mut Vec<Update>,
     ) {
-        let Some(mut p) = self.procs.remove(&r) else { return };
-        if !p.is_alive() {
-            self.procs.insert(p);
-            return;
-        }
+        // Only a live process ends (an exited one is left as it is).
+        let Some(mut p) = self.procs.remove_live(&r) else { return };
         self.threads -= p.threads.clear();
         p.state = ProcState::Exited { status, at_ns };
         p.exit_held = false;
-        let kids: Vec<ProcRef> = match reaper {
-            Some(_) if !p.children.is_empty() => p.children.iter().copied().collect(),
-            _ => Vec::new(),
+        // Its live children go to the reaper (none given: they stay listed under it).
+        let orphans = match reaper {
+            Some(rp) if rp != r && !p.children.is_empty() => {
+                let mut kids = std::mem::take(&mut self.orphans);
+                kids.extend(p.children.iter());
+                p.children.clear();
+                Some((rp, kids))
+            }
+            _ => None,
         };
         // Its parent now counts it among its exited children.
+        let mut parent_at = 0;
         if let Some(pr) = p.parent().filter(|&pr| pr != r)
             && let Some(pp) = self.procs.get_mut(&pr)
         {
+            pp.prefetch(lines::TREE | lines::CHILDREN);
             pp.children.remove(r);
             pp.exited_children += 1;
+            parent_at = std::ptr::from_mut(pp).addr();
         }
-        self.procs.insert(p);
-        self.lingering.push_back((at_ns, r));
-        if let Some(reaper) = reaper {
-            for c in kids {
-                if self.procs.get(&c).is_some_and(|cp| cp.is_alive()) {
-                    self.set_parent(c, reaper, at_ns, out);
-                }
-            }
+        self.procs.exited.push(p, parent_at);
+        if let Some((reaper, kids)) = orphans {
+            self.adopt(r, kids, reaper, at_ns, out);
         }
     }
 
+    /// Moves the live children of the exited `old` (taken from its list) under
+    /// `reaper`, in list order, pushing a Reparent for each: what `set_parent`
+    /// does for each child, with one look at the reaper for all of them.
+    fn adopt(&mut self, old: ProcRef, mut kids: Vec<ProcRef>, reaper: ProcRef, ts: u64, out: &mut Vec<Update>) {
+        let mut adopted = std::mem::take(&mut self.adopted);
+        for &c in &kids {
+            let Some(cp) = self.procs.live_mut(&c) else { continue };
+            if cp.parent() != Some(old) || c == reaper {
+                // Not as the list says (or its own reaper): the general way.
+                self.set_parent(c, reaper, ts, out);
+                continue;
+            }
+            let old_ppid = cp.ppid;
+            cp.ppid = reaper.pid;
+            cp.parent_start_ns = reaper.start_ns;
+            adopted.push(c);
+            out.push(Update::Reparent { child: c, old_ppid, new_ppid: reaper.pid, ts_ns: ts });
+        }
+        kids.clear();
+        self.orphans = kids;
+        match self.procs.get_mut(&reaper) {
+            Some(rp) => {
+                for &c in &adopted {
+                    rp.children.push_new(c);
+                }
+            }
+            None if !adopted.is_empty() => self.pending.entry(reaper).or_default().extend_from_slice(&adopted),
+            None => {}
+        }
+        adopted.clear();
+        self.adopted = adopted;
+    }
+
+    /// Drops the exited process `r`.
     fn drop_process(&mut self, r: ProcRef, out: &mut Vec<Update>) {
-        if let Some(p) = self.procs.remove(&r) {
+        if let Some(p) = self.procs.exited.remove(&r) {
             self.dropped(p, out);
         }
     }
 
-    /// Takes a process removed from the store out of the tree.
+    /// Takes an exited process removed from the store out of the tree.
     fn dropped(&mut self, p: Box<Process>, out: &mut Vec<Update>) {
         let r = p.id();
-        debug_assert!(!p.has_children());
-        self.threads -= p.threads.len();
+        debug_assert!(!p.has_children() && p.threads.is_empty() && !p.is_alive());
         if let Some(pr) = p.parent().filter(|&pr| pr != r) {
             self.unlink_child(r, pr, false);
         }
@@ -651,12 +729,15 @@ impl Engine {
     /// Keeps the box of a dropped process (and its empty vectors' room) for the
     /// next new process: processes are dropped ~2 s after they were made, too late
     /// for the allocator's caches, so recycling saves most malloc work in storms.
+    /// Its threads are not looked at (another cache line): an exited process
+    /// has none, and keeps at most a small room for them (see `KeyedVec::clear`).
     fn recycle(&mut self, mut p: Box<Process>) {
-        if self.pool.len() < POOL_MAX && p.threads.heap_bytes() + p.children.heap_bytes() <= 256 {
+        if self.pool.len() < POOL_MAX && p.children.heap_bytes() <= 256 {
             // Let go of shared data now.
             p.argv = Argv::default();
             p.exe = None;
             p.user = None;
+            p.children.clear();
             self.pool.push(p);
         }
     }
@@ -701,7 +782,7 @@ impl Engine {
 
     fn on_fork(&mut self, ev: Event, creator_tid: u32, out: &mut Vec<Update>) {
         let t = &ev.task;
-        match self.lookup_as(t, ev.ts_ns, true, out) {
+        match self.lookup_as::<{ lines::THREADS | lines::TREE }>(t, ev.ts_ns, true, out) {
             Lookup::Stale => self.stats.stale += 1,
             Lookup::Live(r) => {
                 // Already known: the walk visited the child before its fork event came.
@@ -724,6 +805,7 @@ impl Engine {
                 if let Some(pr) = parent.filter(|&pr| pr != r)
                     && let Some(pp) = self.procs.get_mut(&pr)
                 {
+                    pp.prefetch(lines::ALL);
                     pp.children.push_new(r);
                     linked = true;
                     if pp.uid == t.uid {
@@ -743,12 +825,9 @@ impl Engine {
                     Some(u) => u,
                     None => self.users.name(t.uid),
                 };
-                let mut p = self.new_process(t, Origin::Fork, user);
-                if let Some((exe, argv)) = prog {
-                    p.exe = exe;
-                    p.argv = argv;
-                }
-                p.threads.insert(Thread { tid: t.tid, comm: t.comm, start_ns: t.start_ns });
+                let (exe, argv) = prog.unwrap_or_default();
+                let mut p = self.new_process_with(t, Origin::Fork, user, exe, argv);
+                p.threads.push_new(Thread { tid: t.tid, comm: t.comm, start_ns: t.start_ns });
                 self.insert_process(p, linked);
                 self.count_applied(ev, out);
             }
@@ -782,7 +861,7 @@ impl Engine {
     fn on_exec(&mut self, ev: Event, out: &mut Vec<Update>) {
         let task = ev.task;
         let t = &task;
-        let r = match self.lookup(t, ev.ts_ns, out) {
+        let r = match self.lookup_as::<{ lines::ALL }>(t, ev.ts_ns, false, out) {
             Lookup::Stale => {
                 self.stats.stale += 1;
                 return;
@@ -800,8 +879,8 @@ impl Engine {
             self.threads -= p.threads.clear();
             p.threads.insert(Thread { tid: t.tid, comm: t.comm, start_ns: t.start_ns });
             self.threads += 1;
-            p.exe = Some(Arc::from(filename.as_str()));
-            p.argv = argv.clone();
+            p.exe = Some(self.names.get(filename));
+            p.argv = self.argvs.get(argv);
             refresh_leader(p, t, &mut self.users);
             resync = parent_differs(p, t);
         }
@@ -843,7 +922,7 @@ impl Engine {
     fn on_process_exit(&mut self, ev: Event, out: &mut Vec<Update>) {
         let task = ev.task;
         let t = &task;
-        let r = match self.lookup(t, ev.ts_ns, out) {
+        let r = match self.lookup_as::<{ lines::THREADS | lines::TREE | lines::CHILDREN }>(t, ev.ts_ns, false, out) {
             Lookup::Live(r) => r,
             Lookup::Stale | Lookup::Absent => {
                 self.stats.stale += 1;
@@ -871,7 +950,7 @@ impl Engine {
     fn on_rename(&mut self, ev: Event, new_comm: Comm, out: &mut Vec<Update>) {
         let task = ev.task;
         let t = &task;
-        let r = match self.lookup(t, ev.ts_ns, out) {
+        let r = match self.lookup_as::<{ lines::ALL }>(t, ev.ts_ns, false, out) {
             Lookup::Stale => {
                 self.stats.stale += 1;
                 return;
@@ -958,7 +1037,7 @@ impl Engine {
     pub fn children_of<'a>(&'a self, p: &'a Process) -> impl Iterator<Item = &'a Process> + 'a {
         let id = p.id();
         let exited = (p.exited_children > 0)
-            .then(|| self.procs.exited.values().filter(move |c| c.parent() == Some(id)).map(|b| &**b))
+            .then(|| self.procs.exited.values().filter(move |c| c.parent() == Some(id)))
             .into_iter()
             .flatten();
         p.children.iter().filter_map(move |c| self.procs.get(c)).chain(exited)
@@ -1040,9 +1119,9 @@ impl Engine {
                 return Err(format!("{:?} is in the live map under pid {pid}", p.id()));
             }
         }
-        for (r, p) in &self.procs.exited {
-            if p.is_alive() || p.id() != *r {
-                return Err(format!("{:?} is in the exited map under {r:?}", p.id()));
+        for p in self.procs.exited.values() {
+            if p.is_alive() || self.procs.exited.get(&p.id()).is_none_or(|q| !std::ptr::eq(p, q)) {
+                return Err(format!("{:?} is among the exited but not found there", p.id()));
             }
         }
         let mut live_kids: FxHashMap<ProcRef, Vec<ProcRef>> = FxHashMap::default();

@@ -25,6 +25,7 @@ const HEAD: u32 = u32::MAX;
 /// and at most one live child: no allocation, no extra cache miss), the others in
 /// a vector, with a key -> position index once large, so that a process with
 /// 10,000 threads or children still finds one in O(1). Order is not kept.
+#[repr(C)]
 pub struct KeyedVec<T: Keyed> {
     head: Option<T>,
     rest: Vec<T>,
@@ -74,6 +75,10 @@ impl<T: Keyed> KeyedVec<T> {
             && h.key() == k
         {
             return Some(Pos::Head);
+        }
+        if self.rest.is_empty() {
+            // Then there is no index either: it is not read (another cache line).
+            return None;
         }
         match &self.index {
             Some(ix) => ix.get(&k).filter(|&&i| i != HEAD).map(|&i| Pos::Rest(i as usize)),
@@ -144,26 +149,35 @@ impl<T: Keyed> KeyedVec<T> {
     }
 
     pub(crate) fn remove(&mut self, k: T::Key) -> Option<T> {
-        let t = match self.position(k)? {
+        // With an index: one look to find it (and unlist it), one to move the last.
+        let pos = match &mut self.index {
+            Some(ix) => match ix.remove(&k)? {
+                HEAD => Pos::Head,
+                i => Pos::Rest(i as usize),
+            },
+            None => self.position(k)?,
+        };
+        let t = match pos {
             Pos::Head => {
                 // The last of the rest takes the inline place.
                 let moved = self.rest.pop();
-                if let (Some(ix), Some(m)) = (&mut self.index, &moved) {
-                    ix.insert(m.key(), HEAD);
+                if let (Some(ix), Some(m)) = (&mut self.index, &moved)
+                    && let Some(v) = ix.get_mut(&m.key())
+                {
+                    *v = HEAD;
                 }
                 std::mem::replace(&mut self.head, moved)?
             }
             Pos::Rest(i) => {
                 let t = self.rest.swap_remove(i);
-                if let (Some(ix), Some(m)) = (&mut self.index, self.rest.get(i)) {
-                    ix.insert(m.key(), i as u32);
+                if let (Some(ix), Some(m)) = (&mut self.index, self.rest.get(i))
+                    && let Some(v) = ix.get_mut(&m.key())
+                {
+                    *v = i as u32;
                 }
                 t
             }
         };
-        if let Some(ix) = &mut self.index {
-            ix.remove(&k);
-        }
         if self.len() < UNINDEX_BELOW {
             self.index = None;
         }
@@ -262,44 +276,56 @@ pub struct Usage {
 }
 
 /// A process. Its identity is (pid, start_ns): see [`Process::id`].
+///
+/// The fields are laid out by hand in five cache lines, grouped by what reads them
+/// (most events touch a process that is not in the cache any more): the threads
+/// (line 0); the tree and state checks every event makes (line 1); the children
+/// and the rest of the identity (line 2); the program (line 3); the rest (line
+/// 4). An exit reads lines 0-2, a drop lines 1-3, a thread event lines 0-1.
 #[derive(Clone, Debug)]
+#[repr(C, align(64))]
 pub struct Process {
-    pub pid: u32,
-    /// Boot-clock start time of the process (of its leader), ns.
-    pub start_ns: u64,
+    // Line 0.
+    pub threads: KeyedVec<Thread>,
+    // Line 1 (after the threads' index).
     /// Current parent's pid (0: none), and that parent's start time.
     pub ppid: u32,
+    /// How many exited processes whose parent this is are still kept in the model
+    /// (they are not in `children`; [`crate::engine::Engine::children_of`] finds them).
+    pub exited_children: u32,
     pub parent_start_ns: u64,
-    /// The parent it had when the engine first learnt of it (its creator when seen
-    /// forking); kept when it is reparented. `pid == 0` when it had none.
-    pub spawned_by: ProcRef,
-    pub uid: u32,
-    pub gid: u32,
+    pub state: ProcState,
+    pub pid: u32,
+    /// A process exit is being held for late thread exits.
+    pub(crate) exit_held: bool,
+    pub kthread: bool,
+    pub origin: Origin,
     /// Name of `uid` from the passwd file, when it has one.
     pub user: Option<Arc<str>>,
-    /// The leader thread's comm.
-    pub comm: Comm,
+    // Line 2.
+    /// The live processes whose parent this is.
+    pub children: KeyedVec<ProcRef>,
+    /// Boot-clock start time of the process (of its leader), ns.
+    pub start_ns: u64,
+    // Line 3.
     /// The executable: the file name given to exec, or its base name when only the
     /// task iterator saw it. None until known.
     pub exe: Option<Arc<str>>,
     pub argv: Argv,
-    pub threads: KeyedVec<Thread>,
-    /// The live processes whose parent this is.
-    pub children: KeyedVec<ProcRef>,
-    /// How many exited processes whose parent this is are still kept in the model
-    /// (they are not in `children`; [`crate::engine::Engine::children_of`] finds them).
-    pub exited_children: u32,
-    pub cgroup_id: u64,
     pub pidns: u32,
-    pub mntns: u32,
     /// The pid inside the process's own pid namespace.
     pub ns_pid: u32,
-    pub kthread: bool,
-    pub origin: Origin,
-    pub state: ProcState,
+    // Line 4.
+    /// The parent it had when the engine first learnt of it (its creator when seen
+    /// forking); kept when it is reparented. `pid == 0` when it had none.
+    pub spawned_by: ProcRef,
+    /// The leader thread's comm.
+    pub comm: Comm,
+    pub cgroup_id: u64,
     pub usage: Option<Box<Usage>>,
-    /// A process exit is being held for late thread exits.
-    pub(crate) exit_held: bool,
+    pub uid: u32,
+    pub gid: u32,
+    pub mntns: u32,
 }
 
 impl Default for Process {
@@ -332,7 +358,38 @@ impl Default for Process {
     }
 }
 
+/// The cache lines of a [`Process`] (see its layout), for [`Process::prefetch`].
+pub(crate) mod lines {
+    pub const THREADS: u8 = 1 << 0;
+    pub const TREE: u8 = 1 << 1;
+    pub const CHILDREN: u8 = 1 << 2;
+    pub const PROGRAM: u8 = 1 << 3;
+    pub const REST: u8 = 1 << 4;
+    pub const ALL: u8 = THREADS | TREE | CHILDREN | PROGRAM | REST;
+}
+
 impl Process {
+    /// Hints the CPU to fetch these cache lines of the process (a set of
+    /// [`lines`]): a process an event is about has often left the caches, and
+    /// fetching the lines it will need at once overlaps their misses.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, which: u8) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let base = (self as *const Process).cast::<i8>();
+            for line in 0..5 {
+                if which & (1 << line) != 0 {
+                    // SAFETY: a prefetch is a hint: it reads nothing into the program
+                    // and never faults; the address is inside this process anyway.
+                    unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(line * 64)) };
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = which;
+    }
+
     /// Its identity.
     pub fn id(&self) -> ProcRef {
         ProcRef { pid: self.pid, start_ns: self.start_ns }
@@ -377,8 +434,35 @@ impl Process {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::mem::offset_of;
 
     use super::*;
+
+    /// The cache lines the fields are in (see [`Process`] and [`lines`]).
+    #[test]
+    fn process_layout() {
+        let line = |off: usize| 1u8 << (off / 64);
+        assert_eq!((size_of::<Process>(), align_of::<Process>()), (320, 64));
+        assert_eq!(line(offset_of!(Process, threads)), lines::THREADS);
+        assert_eq!(line(offset_of!(Process, threads) + size_of::<Option<Thread>>() + 23), lines::THREADS);
+        for off in [
+            offset_of!(Process, ppid),
+            offset_of!(Process, parent_start_ns),
+            offset_of!(Process, state),
+            offset_of!(Process, exited_children),
+            offset_of!(Process, pid),
+            offset_of!(Process, exit_held),
+            offset_of!(Process, user),
+        ] {
+            assert_eq!(line(off), lines::TREE);
+        }
+        for off in [offset_of!(Process, children), offset_of!(Process, start_ns)] {
+            assert_eq!(line(off), lines::CHILDREN);
+        }
+        for off in [offset_of!(Process, exe), offset_of!(Process, argv)] {
+            assert_eq!(line(off), lines::PROGRAM);
+        }
+    }
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     struct Item(u32, u64);

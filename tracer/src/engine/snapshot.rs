@@ -8,8 +8,6 @@
 //! happened when. After a repair walk, [`Engine::reconcile`] ends what the walk
 //! should have found and did not.
 
-use std::sync::Arc;
-
 use super::{Engine, FxHashSet, Lookup, Origin, ProcRef, Thread, Update, Usage};
 use crate::event::{Argv, Body, Event, TaskInfo};
 
@@ -207,7 +205,7 @@ impl Engine {
             }
             // exe: the exec'd file name when an exec was seen; else the walk's base name.
             if p.exe.is_none() && !exe.is_empty() {
-                p.exe = Some(Arc::from(exe.as_str()));
+                p.exe = Some(self.names.get(exe));
             }
             merge_argv(&mut p.argv, argv);
             let u = p.usage.get_or_insert_with(Box::default);
