@@ -850,6 +850,13 @@ impl Engine {
             if p.threads.insert(Thread { tid: t.tid, comm: t.comm, start_ns: t.start_ns }).is_none() {
                 self.threads += 1;
             }
+            // A new thread carries the process's credentials as they are now: a
+            // setuid() without exec (Apache's children) shows here first.
+            if p.uid != t.uid || p.gid != t.gid {
+                p.uid = t.uid;
+                p.gid = t.gid;
+                p.user = self.users.name(t.uid);
+            }
             resync = parent_differs(p, t);
         }
         if resync {

@@ -649,3 +649,19 @@ fn engine_can_move_between_threads() {
     send::<Engine>();
     send::<Update>();
 }
+
+#[test]
+fn setuid_without_exec_shows_in_new_threads() {
+    // Apache's children: forked as root, setuid to www-data, then start threads.
+    let mut t = T::with_init();
+    let mut child = tk(20, 20, 1);
+    child.uid = 0;
+    t.apply(&[fork(2, child)]);
+    assert_eq!(t.e.process(20).map(|p| p.uid), Some(0));
+    let mut th = tk(20, 21, 1);
+    th.uid = 1000;
+    th.gid = 1000;
+    t.apply(&[clone(3, th)]);
+    let p = t.e.process(20).expect("process 20");
+    assert_eq!((p.uid, p.gid, p.user.as_deref()), (1000, 1000, Some("alice")));
+}
