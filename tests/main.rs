@@ -6,6 +6,7 @@
 
 mod util;
 
+mod containers;
 mod daemon;
 mod events;
 mod tree;
