@@ -10,16 +10,25 @@ fn table() -> &'static HashMap<u32, Box<str>> {
 
 fn parse_passwd(text: &str) -> HashMap<u32, Box<str>> {
     let mut map = HashMap::new();
-    for line in text.lines() {
-        let mut f = line.split(':');
-        let (Some(name), _, Some(uid)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        if let Ok(uid) = uid.parse::<u32>() {
-            map.entry(uid).or_insert_with(|| name.into());
-        }
+    for (uid, name) in passwd_entries(text) {
+        map.entry(uid).or_insert_with(|| name.into());
     }
     map
+}
+
+/// The (uid, name) pairs of a passwd file's text (`name:pw:uid:...` lines), in
+/// order; comments, blank and malformed lines left out. The one passwd parser.
+pub fn passwd_entries(text: &str) -> impl Iterator<Item = (u32, &str)> {
+    text.lines().filter_map(|line| {
+        let line = line.trim();
+        if line.starts_with('#') {
+            return None;
+        }
+        let mut f = line.split(':');
+        let (Some(name), Some(_pw), Some(uid)) = (f.next(), f.next(), f.next()) else { return None };
+        let uid = uid.parse::<u32>().ok()?;
+        (!name.is_empty()).then_some((uid, name))
+    })
 }
 
 /// The user name of `uid`, or the number when it has none.

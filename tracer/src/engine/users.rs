@@ -29,17 +29,7 @@ impl UserTable {
     }
 
     fn parse(&mut self, text: &str) {
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let mut f = line.split(':');
-            let (Some(name), Some(_pw), Some(uid)) = (f.next(), f.next(), f.next()) else { continue };
-            let Ok(uid) = uid.parse::<u32>() else { continue };
-            if name.is_empty() {
-                continue;
-            }
+        for (uid, name) in crate::users::passwd_entries(text) {
             self.names.entry(uid).or_insert_with(|| Arc::from(name));
         }
     }
