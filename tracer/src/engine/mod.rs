@@ -834,17 +834,24 @@ impl Engine {
         }
     }
 
+    /// The live process an event about `t` applies to: the one the model has, or
+    /// one made from the event when the model has none. None (counted) for a
+    /// stale event.
+    fn target(&mut self, t: &TaskInfo, ts_ns: u64, out: &mut Vec<Update>) -> Option<ProcRef> {
+        match self.lookup(t, ts_ns, out) {
+            Lookup::Stale => {
+                self.stats.stale += 1;
+                None
+            }
+            Lookup::Absent => Some(self.insert_inferred(t, ts_ns, None, out)),
+            Lookup::Live(r) => Some(r),
+        }
+    }
+
     fn on_clone(&mut self, ev: Event, out: &mut Vec<Update>) {
         let task = ev.task;
         let t = &task;
-        let r = match self.lookup(t, ev.ts_ns, out) {
-            Lookup::Stale => {
-                self.stats.stale += 1;
-                return;
-            }
-            Lookup::Absent => self.insert_inferred(t, ev.ts_ns, None, out),
-            Lookup::Live(r) => r,
-        };
+        let Some(r) = self.target(t, ev.ts_ns, out) else { return };
         let mut resync = false;
         if let Some(p) = self.procs.get_mut(&r) {
             if p.threads.insert(Thread { tid: t.tid, comm: t.comm, start_ns: t.start_ns }).is_none() {
@@ -900,14 +907,7 @@ impl Engine {
     fn on_thread_exit(&mut self, ev: Event, out: &mut Vec<Update>) {
         let task = ev.task;
         let t = &task;
-        let r = match self.lookup(t, ev.ts_ns, out) {
-            Lookup::Stale => {
-                self.stats.stale += 1;
-                return;
-            }
-            Lookup::Absent => self.insert_inferred(t, ev.ts_ns, None, out),
-            Lookup::Live(r) => r,
-        };
+        let Some(r) = self.target(t, ev.ts_ns, out) else { return };
         let (mut held, mut resync) = (false, false);
         if let Some(p) = self.procs.get_mut(&r) {
             if p.threads.get(t.tid).is_some_and(|th| th.start_ns <= t.start_ns) {
