@@ -140,6 +140,13 @@ pub fn from_cgroup_path(path: &str) -> Option<ContainerRef> {
         if let Some(id) = scope_id(c, "libpod-") {
             return Some(mk(Runtime::Podman, id, None));
         }
+        // runc/crun with the systemd driver and the default `system.slice:runc:<id>`
+        if let Some(id) =
+            c.strip_prefix("runc-").or_else(|| c.strip_prefix("crun-")).and_then(|r| r.strip_suffix(".scope"))
+            && !id.is_empty()
+        {
+            return Some(mk(Runtime::Runc, id, None));
+        }
         // cgroupfs driver directories
         let parent = if i > 0 { components[i - 1] } else { "" };
         if is_hex_id(c) {
@@ -175,7 +182,9 @@ pub fn from_cgroup_path(path: &str) -> Option<ContainerRef> {
 /// process that lives in a pid namespace of its own (plain runc or crun).
 pub fn plain(path: &str) -> Option<ContainerRef> {
     let leaf = path.rsplit('/').find(|c| !c.is_empty())?;
-    if leaf.ends_with(".slice") || leaf.ends_with(".service") || leaf == "init.scope" {
+    // systemd units are no container of their own (a runc systemd scope is named
+    // by `from_cgroup_path`).
+    if leaf.ends_with(".slice") || leaf.ends_with(".service") || leaf.ends_with(".scope") {
         return None;
     }
     Some(ContainerRef { runtime: Runtime::Runc, id: leaf.to_string(), namespace: None, pod: None })

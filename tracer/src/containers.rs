@@ -1,15 +1,80 @@
 //! The containers view: live processes grouped by the container their cgroup
 //! names, as `docker ps` would list them, from kernel data only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
 use crate::{
-    container::{ContainerRef, Runtime},
+    container::{self, ContainerRef, Runtime},
     engine::{Engine, Process},
     tracker::Cgroups,
 };
+
+/// Which container each live process belongs to, from kernel data alone: the
+/// cgroup path when it names a runtime, else (plain runc/crun) a cgroup of its
+/// own holding a pid namespace of its own.
+#[derive(Debug, Default)]
+pub struct Attribution {
+    by_cgroup: HashMap<u64, ContainerRef>,
+    paths: HashMap<u64, String>,
+}
+
+impl Attribution {
+    /// Builds the attribution for the engine's live processes.
+    pub fn build(engine: &Engine, cgroups: &Cgroups) -> Attribution {
+        let mut a = Attribution::default();
+        // The host's pid namespace: that of the kernel threads.
+        let host_pidns = engine.live_processes().find(|p| p.kthread && p.pidns != 0).map(|p| p.pidns);
+        // Cgroups that name no runtime but hold the init of another pid namespace,
+        // and cgroups that hold any host process (not a container's own).
+        let mut plain = HashSet::new();
+        let mut shared = HashSet::new();
+        for p in engine.live_processes() {
+            let Some(info) = cgroups.get(p.cgroup_id) else { continue };
+            if let Some(c) = &info.container {
+                if !a.by_cgroup.contains_key(&p.cgroup_id) {
+                    a.by_cgroup.insert(p.cgroup_id, c.clone());
+                    a.paths.insert(p.cgroup_id, info.path.clone());
+                }
+                continue;
+            }
+            match host_pidns {
+                Some(host) if p.pidns != host => {
+                    if p.ns_pid == 1 {
+                        plain.insert(p.cgroup_id);
+                    }
+                }
+                _ => {
+                    shared.insert(p.cgroup_id);
+                }
+            }
+        }
+        for id in plain.difference(&shared) {
+            let Some(info) = cgroups.get(*id) else { continue };
+            if let Some(c) = container::plain(&info.path) {
+                a.by_cgroup.insert(*id, c);
+                a.paths.insert(*id, info.path.clone());
+            }
+        }
+        a
+    }
+
+    /// The container of a process, if it is in one.
+    pub fn of(&self, p: &Process) -> Option<&ContainerRef> {
+        self.by_cgroup.get(&p.cgroup_id)
+    }
+
+    /// The container of a cgroup, if it is one.
+    pub fn of_cgroup(&self, cgroup_id: u64) -> Option<&ContainerRef> {
+        self.by_cgroup.get(&cgroup_id)
+    }
+
+    /// The cgroup path of a container's cgroup.
+    pub fn path(&self, cgroup_id: u64) -> Option<&str> {
+        self.paths.get(&cgroup_id).map(String::as_str)
+    }
+}
 
 /// One container, seen from the kernel's side.
 #[derive(Clone, Debug, Serialize)]
@@ -38,11 +103,12 @@ pub struct ContainerView {
 
 /// The containers with live processes, by start time.
 pub fn list(engine: &Engine, cgroups: &Cgroups, enrich: &Enricher) -> Vec<ContainerView> {
+    let attribution = Attribution::build(engine, cgroups);
     let mut groups: BTreeMap<String, (ContainerRef, String, Vec<&Process>)> = BTreeMap::new();
     for p in engine.live_processes() {
-        let Some(info) = cgroups.get(p.cgroup_id) else { continue };
-        let Some(c) = &info.container else { continue };
-        groups.entry(c.id.clone()).or_insert_with(|| (c.clone(), info.path.clone(), Vec::new())).2.push(p);
+        let Some(c) = attribution.of(p) else { continue };
+        let path = attribution.path(p.cgroup_id).unwrap_or_default();
+        groups.entry(c.id.clone()).or_insert_with(|| (c.clone(), path.to_string(), Vec::new())).2.push(p);
     }
     let mut out: Vec<ContainerView> = groups
         .into_values()
