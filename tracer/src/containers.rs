@@ -33,8 +33,8 @@ impl Attribution {
         for p in engine.live_processes() {
             let Some(info) = cgroups.get(p.cgroup_id) else { continue };
             if let Some(c) = &info.container {
-                if !a.by_cgroup.contains_key(&p.cgroup_id) {
-                    a.by_cgroup.insert(p.cgroup_id, c.clone());
+                if let std::collections::hash_map::Entry::Vacant(e) = a.by_cgroup.entry(p.cgroup_id) {
+                    e.insert(c.clone());
                     a.paths.insert(p.cgroup_id, info.path.clone());
                 }
                 continue;
