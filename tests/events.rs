@@ -577,3 +577,75 @@ fn sigint_right_after_attach() {
         failed.join("\n")
     );
 }
+
+/// Where cgroup v2 is mounted: /sys/fs/cgroup/unified on hybrid hosts, /sys/fs/cgroup on pure v2 ones.
+fn cgroup2_root() -> std::path::PathBuf {
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| {
+            p.join("cgroup.subtree_control").exists()
+                || p.join("cgroup.procs").exists() && p.join("cgroup.stat").exists()
+        })
+        .expect("no cgroup v2 hierarchy mounted at /sys/fs/cgroup/unified or /sys/fs/cgroup")
+}
+
+/// A cgroup the test made, removed on drop (its processes moved back to the root first).
+struct TestCgroup(std::path::PathBuf);
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let root = self.0.parent().map(|p| p.join("cgroup.procs"));
+        if let (Ok(procs), Some(root)) = (std::fs::read_to_string(self.0.join("cgroup.procs")), root) {
+            for pid in procs.lines() {
+                let _ = std::fs::write(&root, pid);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A sleeping process moved to another cgroup (no exec, no fork after): a `cgroup`
+/// event with the new cgroup's id and path; a move on a v1 controller hierarchy
+/// alone is no event.
+#[test]
+fn cgroup_move_is_an_event() {
+    if !util::require_root() {
+        return;
+    }
+    let name = format!("tracer-it-move-{}", std::process::id());
+    let cg = TestCgroup(cgroup2_root().join(&name));
+    std::fs::create_dir(&cg.0).expect("create a cgroup v2 directory");
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory").join(&name);
+    let v1 = std::fs::create_dir(&v1).ok().map(|()| TestCgroup(v1));
+    // The cgroup id is the directory's inode number (its kernfs node id).
+    let id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cg.0).expect("stat the cgroup"));
+
+    let mut tracer = Tracer::start(&[]);
+    let mut child = Command::new("sleep").arg("30").stdin(Stdio::null()).spawn().expect("spawn sleep 30");
+    let pid = child.id();
+    tracer.wait_for(&format!("the exec of sleep as pid {pid}"), |evs| util::has_exec(evs, pid));
+    if let Some(v1) = &v1 {
+        std::fs::write(v1.0.join("cgroup.procs"), pid.to_string()).expect("move sleep on the memory hierarchy");
+    }
+    std::fs::write(cg.0.join("cgroup.procs"), pid.to_string()).expect("move sleep to the test cgroup");
+    let oracle = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    assert!(oracle.lines().any(|l| l == format!("0::/{name}")), "/proc/{pid}/cgroup after the move:\n{oracle}");
+    tracer
+        .wait_for(&format!("the cgroup move of pid {pid}"), |evs| evs.iter().any(|e| e.is("cgroup") && e.pid() == pid));
+    child.kill().expect("kill sleep");
+    let _ = child.wait();
+    tracer.wait_exit(pid);
+    let out = tracer.stop();
+
+    let evs = of_pid(&out.events, pid);
+    let ctx = format!("sleep 30 as pid {pid}, moved to cgroup /{name} (id {id})");
+    let mv = one(&evs, "cgroup", &ctx);
+    assert_eq!(mv.u64("cgroup_id"), id, "{ctx}: cgroup id: {mv}");
+    assert_eq!(mv.str("cgroup_path"), format!("/{name}"), "{ctx}: cgroup path: {mv}");
+    assert!(mv.bool("threadgroup"), "{ctx}: a cgroup.procs write moves the whole process: {mv}");
+    assert_eq!(mv.tid(), pid, "{ctx}: {mv}");
+    let exit = one(&evs, "exit", &ctx);
+    assert_eq!(exit.u64("cgroup_id"), id, "{ctx}: the exit is in the new cgroup: {exit}");
+    assert!(exit.ts() > mv.ts(), "{ctx}: exit after the move");
+}

@@ -12,10 +12,10 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use tracer_abi::{
-    ARGV_CAPACITY, ARGV_TRUNCATED, ARGV_UNREADABLE, CGROUP_DEPTH, CGROUP_NAME_MAX, CGROUP_TRUNCATED, CgroupEvent,
-    ExecEvent, ExitEvent, FILENAME_MAX, FILENAME_TRUNCATED, ForkEvent, Header, ITER_ARGV_MAX, ITER_CURSOR_DONE,
-    ITER_FILENAME_MAX, ITER_MODE_PARENT_GROUP, ITER_SCRATCH_SIZE, ITER_SLOT_CURSOR, ITER_SLOT_GEN, ITER_SLOT_MODE,
-    Kind, RenameEvent, SCRATCH_SIZE, SnapshotEvent, TASK_LEADER,
+    ARGV_CAPACITY, ARGV_TRUNCATED, ARGV_UNREADABLE, CGROUP_DEPTH, CGROUP_NAME_MAX, CGROUP_TRUNCATED, CgroupAttachEvent,
+    CgroupEvent, ExecEvent, ExitEvent, FILENAME_MAX, FILENAME_TRUNCATED, ForkEvent, Header, ITER_ARGV_MAX,
+    ITER_CURSOR_DONE, ITER_FILENAME_MAX, ITER_MODE_PARENT_GROUP, ITER_SCRATCH_SIZE, ITER_SLOT_CURSOR, ITER_SLOT_GEN,
+    ITER_SLOT_MODE, Kind, RenameEvent, SCRATCH_SIZE, SnapshotEvent, TASK_LEADER,
 };
 
 use crate::kernel::{
@@ -274,6 +274,35 @@ fn find_reaper(task: usize) -> usize {
         }
     }
     child_reaper
+}
+
+/// A task moved to another cgroup. The tracepoint fires once per hierarchy the
+/// move touched (runc writes the pid into every v1 controller and the unified
+/// hierarchy): only a move on the default hierarchy is news here, and then the
+/// task's default cgroup is the destination.
+#[btf_tracepoint(function = "cgroup_attach_task")]
+pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
+    let dst: usize = ctx.arg(0);
+    let task: usize = ctx.arg(2);
+    let threadgroup = ctx.arg::<u64>(3) & 0xff != 0;
+    let dst_kn = read_ptr(dst, off!(cgroup_kn));
+    let (id, _) = task_cgroup(task);
+    if dst_kn == 0 || read::<u64>(dst_kn, off!(kernfs_node_id)) != id {
+        return 0;
+    }
+    send_cgroup_once(task);
+    let Some(mut entry) = EVENTS.reserve::<CgroupAttachEvent>(0) else {
+        count_lost();
+        return 0;
+    };
+    // SAFETY: as in sched_process_fork.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_task(task, &mut ev.task);
+    ev.threadgroup = threadgroup as u32;
+    ev._pad = 0;
+    ev.header = header(Kind::CgroupAttach, size_of::<CgroupAttachEvent>());
+    entry.submit(wakeup_flags());
+    0
 }
 
 #[btf_tracepoint(function = "task_rename")]

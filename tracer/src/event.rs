@@ -260,6 +260,10 @@ pub enum Body {
     ProcessExit { status: ExitStatus, reaper: Option<ProcRef> },
     /// A thread's comm changed; `task.comm` is the old name.
     Rename { new_comm: Comm },
+    /// The process (or, when `threadgroup` is false, this one thread) was moved
+    /// to another cgroup; `task.cgroup_id` is the new one. `path` is that
+    /// cgroup's path, filled in by the tracker when known.
+    CgroupAttach { threadgroup: bool, path: Option<std::sync::Arc<str>> },
     /// A task found by the task iterator.
     Snapshot { utime_ns: u64, stime_ns: u64, rss_pages: u64, exe: String, argv: Argv, zombie: bool },
 }
@@ -274,6 +278,7 @@ impl Body {
             Body::ThreadExit { .. } => "thread_exit",
             Body::ProcessExit { .. } => "exit",
             Body::Rename { .. } => "rename",
+            Body::CgroupAttach { .. } => "cgroup",
             Body::Snapshot { .. } => "snapshot",
         }
     }
@@ -423,6 +428,10 @@ impl Event {
                 (task_of(&e.task), Body::Rename { new_comm: Comm(e.new_comm) })
             }
             abi::Kind::Cgroup => return Err(DecodeError::NotAnEvent),
+            abi::Kind::CgroupAttach => {
+                let e = read::<abi::CgroupAttachEvent>(buf);
+                (task_of(&e.task), Body::CgroupAttach { threadgroup: e.threadgroup != 0, path: None })
+            }
             abi::Kind::Snapshot => {
                 let e = read::<abi::SnapshotEvent>(buf);
                 let (exe, argv) = split_vars(kind, buf, need, e.filename_len, e.argv_len)?;
@@ -532,6 +541,24 @@ mod tests {
         assert!(argv.truncated);
         assert_eq!(argv.real_len, 100_000);
         assert_eq!(ev.task.comm.to_string(), "sh");
+    }
+
+    #[test]
+    fn decodes_cgroup_attach() {
+        let mut t = task(5, 5);
+        t.cgroup_id = 4242;
+        let e = abi::CgroupAttachEvent {
+            header: abi::Header { kind: abi::Kind::CgroupAttach as u32, size: 120, ts_ns: 1, cpu: 0, _pad: 0 },
+            task: t,
+            threadgroup: 1,
+            _pad: 0,
+        };
+        let ev = Event::decode(&as_bytes(&e)).expect("valid");
+        assert_eq!(ev.body, Body::CgroupAttach { threadgroup: true, path: None });
+        assert_eq!(ev.task.cgroup_id, 4242);
+        // One byte short: refused, not misread.
+        let short = as_bytes(&e);
+        assert!(Event::decode(&short[..short.len() - 1]).is_err());
     }
 
     #[test]

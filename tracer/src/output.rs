@@ -130,6 +130,17 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
                 Body::Rename { new_comm } => {
                     let _ = write!(out, "{} -> {}", t.comm, new_comm);
                 }
+                Body::CgroupAttach { threadgroup, path } => {
+                    match path {
+                        Some(p) => push_escaped(&mut out, p),
+                        None => {
+                            let _ = write!(out, "cgroup id {}", t.cgroup_id);
+                        }
+                    }
+                    if !threadgroup {
+                        out.push_str(" (this thread only)");
+                    }
+                }
                 Body::Snapshot { argv, .. } => argv_text(&mut out, argv),
             }
             if t.ns_pid != t.pid && t.ns_pid != 0 {
@@ -303,6 +314,10 @@ impl Serialize for JsonEvent<'_> {
                 }
             }
             Body::Rename { new_comm } => m.serialize_entry("new_comm", new_comm)?,
+            Body::CgroupAttach { threadgroup, path } => {
+                m.serialize_entry("threadgroup", threadgroup)?;
+                m.serialize_entry("cgroup_path", &path.as_deref())?;
+            }
             Body::Snapshot { utime_ns, stime_ns, rss_pages, exe, argv, zombie } => {
                 m.serialize_entry("utime_ns", utime_ns)?;
                 m.serialize_entry("stime_ns", stime_ns)?;

@@ -136,7 +136,7 @@ impl Tracker {
             Input::Message(None) => Ok(Step::Ended),
             Input::Message(Some(Message::Events(evs))) => {
                 for ev in evs {
-                    self.engine.apply(ev, out);
+                    self.apply(ev, out);
                 }
                 Ok(Step::Applied)
             }
@@ -165,7 +165,7 @@ impl Tracker {
             match msg {
                 Message::Events(evs) => {
                     for ev in evs {
-                        self.engine.apply(ev, out);
+                        self.apply(ev, out);
                     }
                 }
                 Message::Cgroups(c) => self.cgroups.add(c),
@@ -177,6 +177,14 @@ impl Tracker {
         }
         // Release every held exit: nothing more will come for them.
         self.engine.tick(u64::MAX / 2, out);
+    }
+
+    /// Applies one live event, with the path of the cgroup a cgroup move went to.
+    fn apply(&mut self, mut ev: crate::event::Event, out: &mut Vec<Update>) {
+        if let crate::event::Body::CgroupAttach { path, .. } = &mut ev.body {
+            *path = self.cgroups.get(ev.task.cgroup_id).map(|c| c.path.as_str().into());
+        }
+        self.engine.apply(ev, out);
     }
 
     /// The ring buffer's size.

@@ -51,6 +51,7 @@ pub mod prog {
     pub const EXEC: &str = "sched_process_exec";
     pub const EXIT: &str = "sched_process_exit";
     pub const RENAME: &str = "task_rename";
+    pub const CGROUP_ATTACH: &str = "cgroup_attach_task";
     pub const ITER_TASK: &str = "iter_task";
 }
 
@@ -96,6 +97,9 @@ pub enum Kind {
     /// The path of a cgroup (default hierarchy), sent the first time a cgroup id
     /// shows up (and once per iterator walk).
     Cgroup = 8,
+    /// A process (or, in a threaded cgroup, one thread) was moved to another
+    /// cgroup on the default hierarchy: `task.cgroup_id` is where it is now.
+    CgroupAttach = 9,
 }
 
 impl Kind {
@@ -110,6 +114,7 @@ impl Kind {
             6 => Kind::Rename,
             7 => Kind::Snapshot,
             8 => Kind::Cgroup,
+            9 => Kind::CgroupAttach,
             _ => return None,
         })
     }
@@ -123,6 +128,7 @@ impl Kind {
             Kind::Rename => size_of::<RenameEvent>(),
             Kind::Snapshot => size_of::<SnapshotEvent>(),
             Kind::Cgroup => size_of::<CgroupEvent>(),
+            Kind::CgroupAttach => size_of::<CgroupAttachEvent>(),
         }
     }
 }
@@ -286,6 +292,18 @@ pub struct CgroupEvent {
     pub names: [[u8; CGROUP_NAME_MAX]; CGROUP_DEPTH],
 }
 
+/// [`Kind::CgroupAttach`]: `task` as it is after the move.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CgroupAttachEvent {
+    pub header: Header,
+    pub task: Task,
+    /// 1 when the whole thread group moved (a write to `cgroup.procs`), 0 when
+    /// only this thread did (`cgroup.threads`).
+    pub threadgroup: u32,
+    pub _pad: u32,
+}
+
 /// `ITER_MODE` slot holding the walk generation: the iterator sends each
 /// cgroup's path once per generation.
 pub const ITER_SLOT_GEN: u32 = 2;
@@ -298,6 +316,7 @@ const _: () = assert!(size_of::<ExecEvent>() == 136);
 const _: () = assert!(size_of::<ExitEvent>() == 136);
 const _: () = assert!(size_of::<RenameEvent>() == 128);
 const _: () = assert!(size_of::<SnapshotEvent>() == 160);
+const _: () = assert!(size_of::<CgroupAttachEvent>() == 120);
 const _: () = assert!(ARGV_CAPACITY.is_power_of_two() && ITER_ARGV_MAX.is_power_of_two());
 const _: () = assert!(FILENAME_MAX.is_power_of_two() && ITER_FILENAME_MAX.is_power_of_two());
 

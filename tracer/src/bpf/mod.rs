@@ -30,6 +30,7 @@ const TRACEPOINTS: &[(&str, &str)] = &[
     (abi::prog::EXIT, "sched_process_exit"),
     (abi::prog::EXEC, "sched_process_exec"),
     (abi::prog::RENAME, "task_rename"),
+    (abi::prog::CGROUP_ATTACH, "cgroup_attach_task"),
     (abi::prog::FORK, "sched_process_fork"),
 ];
 

@@ -117,12 +117,13 @@ pub struct KindCounts {
     pub thread_exit: u64,
     pub exit: u64,
     pub rename: u64,
+    pub cgroup: u64,
     pub snapshot: u64,
 }
 
 impl KindCounts {
     pub fn total(&self) -> u64 {
-        self.fork + self.clone + self.exec + self.thread_exit + self.exit + self.rename + self.snapshot
+        self.fork + self.clone + self.exec + self.thread_exit + self.exit + self.rename + self.cgroup + self.snapshot
     }
 
     fn count(&mut self, body: &Body) {
@@ -133,6 +134,7 @@ impl KindCounts {
             Body::ThreadExit { .. } => &mut self.thread_exit,
             Body::ProcessExit { .. } => &mut self.exit,
             Body::Rename { .. } => &mut self.rename,
+            Body::CgroupAttach { .. } => &mut self.cgroup,
             Body::Snapshot { .. } => &mut self.snapshot,
         };
         *c += 1;
@@ -314,8 +316,11 @@ impl Engine {
             Body::ProcessExit { .. } => self.on_process_exit(ev, out),
             Body::Rename { new_comm } => {
                 let c = *new_comm;
-                self.on_rename(ev, c, out)
+                self.on_rename(ev, Some(c), out)
             }
+            // The leader's task carries the process's new cgroup: applied like a
+            // rename without a new name.
+            Body::CgroupAttach { .. } => self.on_rename(ev, None, out),
             Body::Snapshot { .. } => {
                 // Outside a walk, "its process has live threads" can only come from the model.
                 let t = &ev.task;
@@ -954,7 +959,9 @@ impl Engine {
         }
     }
 
-    fn on_rename(&mut self, ev: Event, new_comm: Comm, out: &mut Vec<Update>) {
+    /// A rename (`new_comm`), or another event that only refreshes what the task
+    /// says of itself (a cgroup move: `None`).
+    fn on_rename(&mut self, ev: Event, new_comm: Option<Comm>, out: &mut Vec<Update>) {
         let task = ev.task;
         let t = &task;
         let r = match self.lookup_as::<{ lines::ALL }>(t, ev.ts_ns, false, out) {
@@ -962,17 +969,19 @@ impl Engine {
                 self.stats.stale += 1;
                 return;
             }
-            Lookup::Absent => self.insert_inferred(t, ev.ts_ns, Some(new_comm), out),
+            Lookup::Absent => self.insert_inferred(t, ev.ts_ns, new_comm, out),
             Lookup::Live(r) => r,
         };
         let mut resync = false;
         if let Some(p) = self.procs.get_mut(&r) {
             refresh_leader(p, t, &mut self.users);
-            if let Some(th) = p.threads.get_mut(t.tid) {
-                th.comm = new_comm;
-            }
-            if t.is_leader() {
-                p.comm = new_comm;
+            if let Some(new_comm) = new_comm {
+                if let Some(th) = p.threads.get_mut(t.tid) {
+                    th.comm = new_comm;
+                }
+                if t.is_leader() {
+                    p.comm = new_comm;
+                }
             }
             resync = parent_differs(p, t);
         }

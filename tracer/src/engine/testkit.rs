@@ -73,6 +73,12 @@ pub fn rename(ts: u64, t: TaskInfo, new: &str) -> Event {
     ev(ts, t, Body::Rename { new_comm: Comm::from_str_lossy(new) })
 }
 
+/// `t` moved to cgroup `cgroup_id` (the whole process).
+pub fn attach(ts: u64, mut t: TaskInfo, cgroup_id: u64) -> Event {
+    t.cgroup_id = cgroup_id;
+    ev(ts, t, Body::CgroupAttach { threadgroup: true, path: None })
+}
+
 pub fn snap(ts: u64, t: TaskInfo, exe: &str, args: &[&str]) -> Event {
     let body = Body::Snapshot {
         utime_ns: 3 * MS,

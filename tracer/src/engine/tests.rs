@@ -320,6 +320,22 @@ fn rename_leader_and_thread() {
 }
 
 #[test]
+fn cgroup_move_without_exec() {
+    let mut t = T::with_init();
+    t.apply(&[fork(10, tk(100, 100, 1)), clone(11, tk(100, 101, 1))]);
+    assert_eq!(t.p(100).cgroup_id, 7);
+    // A non-leader thread moved alone (threaded cgroup): the process stays.
+    let mut th = attach(12, tk(100, 101, 1), 55);
+    th.body = Body::CgroupAttach { threadgroup: false, path: None };
+    t.apply(&[th]);
+    assert_eq!(t.p(100).cgroup_id, 7);
+    // The process moved (cgroup.procs): the leader's task says where to.
+    t.apply(&[attach(13, tk(100, 100, 1), 99)]);
+    assert_eq!(t.p(100).cgroup_id, 99);
+    assert_eq!(t.e.stats().applied.cgroup, 2);
+}
+
+#[test]
 fn fork_inherits_program_and_user_from_creator() {
     let mut t = T::with_init();
     let mut a = tk(100, 100, 1);
