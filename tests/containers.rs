@@ -1,10 +1,17 @@
 //! Containers seen from the kernel: a real dockerd started here (no host
-//! networking touched), busybox containers, and `docker ps` / `docker inspect` /
-//! /proc as the oracle for `tracer containers`.
+//! networking touched) running busybox and Apache httpd containers, and plain runc;
+//! `docker ps` / `docker inspect` / `runc state` / /proc as the oracle for the
+//! daemon's `containers` verb and its snapshot.
+//!
+//! No registry is reachable: the busybox image is made from the host's busybox, the
+//! Apache one from a Debian rootfs made by debootstrap, cached as a tarball between
+//! runs (see [`apache_rootfs_tar`]).
 
 use std::{
-    collections::BTreeSet,
-    process::{Child, Command, Stdio},
+    collections::{BTreeMap, BTreeSet},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
@@ -15,19 +22,28 @@ use crate::{
     util::{self, TempDir},
 };
 
-/// A dockerd of the test's own, stopped (with its containers) on drop.
+/// How long the daemon's view may take to agree with the oracle (containers starting,
+/// Apache children spawning their threads, exec'd processes joining).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long stopped containers may take to leave the list.
+const GONE_TIMEOUT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------
+// dockerd
+
+/// A dockerd of the test's own, stopped (with its containers) by [`Dockerd::stop`] or on drop.
 struct Dockerd {
-    child: Child,
+    child: Option<Child>,
     sock: String,
     dir: TempDir,
     exec_root: String,
     /// Docker's parent cgroups that did not exist before it started: removed after.
-    new_cgroups: Vec<std::path::PathBuf>,
+    new_cgroups: Vec<PathBuf>,
 }
 
 /// The `docker` parent cgroup in every hierarchy (v1 controllers and v2).
-fn docker_cgroups() -> Vec<std::path::PathBuf> {
-    let mut v: Vec<std::path::PathBuf> =
+fn docker_cgroups() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
         std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path().join("docker")).collect();
     v.push("/sys/fs/cgroup/docker".into());
     v
@@ -45,11 +61,12 @@ impl Dockerd {
             .args(["--exec-root", &exec_root, "-H", &sock])
             .args(["--pidfile", &root.join("docker.pid").display().to_string()])
             .args(["--iptables=false", "--ip-masq=false", "--ip-forward=false", "--bridge=none"])
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(root.join("dockerd.log")).expect("log file"))
             .spawn()
             .expect("start dockerd");
-        let d = Dockerd { child, sock, dir, exec_root, new_cgroups };
+        let d = Dockerd { child: Some(child), sock, dir, exec_root, new_cgroups };
         let t = Instant::now();
         while !d.docker(&["version"]).status.success() {
             assert!(t.elapsed() < Duration::from_secs(30), "dockerd did not come up: {}", d.log());
@@ -64,7 +81,13 @@ impl Dockerd {
 
     fn ok(&self, args: &[&str]) -> String {
         let out = self.docker(args);
-        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed ({}): {}\ndockerd log (tail):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.log(), 30)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -75,57 +98,409 @@ impl Dockerd {
     fn data_root(&self) -> String {
         self.dir.path().join("data").display().to_string()
     }
+
+    /// Removes every container, stops dockerd (and the containerd it started) and removes
+    /// the parent cgroups it made. Returns what was left behind (empty when clean).
+    fn shutdown(&mut self) -> Vec<String> {
+        let Some(mut child) = self.child.take() else { return Vec::new() };
+        let ids = self.docker(&["ps", "-aq", "--no-trunc"]);
+        let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout).split_whitespace().map(str::to_string).collect();
+        for id in &ids {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) && !matches!(child.try_wait(), Ok(Some(_))) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut left = Vec::new();
+        if !matches!(child.try_wait(), Ok(Some(_))) {
+            left.push(format!("dockerd (pid {}) did not end within 20 s of SIGTERM", child.id()));
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        // containerd and its shims, started by dockerd, name the exec root.
+        let t = Instant::now();
+        let mut stray = processes_naming(&self.exec_root);
+        while !stray.is_empty() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(200));
+            stray = processes_naming(&self.exec_root);
+        }
+        for (pid, cmd) in stray {
+            left.push(format!("process {pid} of this dockerd still runs: {cmd}"));
+            // SAFETY: a process of our own dockerd.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        // Leave no cgroups or state behind.
+        for id in &ids {
+            for p in docker_cgroups() {
+                let p = p.join(id);
+                if p.exists() && std::fs::remove_dir(&p).is_ok() {
+                    left.push(format!("cgroup {} was left behind (removed now)", p.display()));
+                }
+            }
+        }
+        for p in &self.new_cgroups {
+            // Another dockerd (not ours) may use it meanwhile: then it has child cgroups
+            // and stays.
+            if p.exists() && std::fs::remove_dir(p).is_err() && subdirs(p).is_empty() {
+                left.push(format!("cannot remove docker's parent cgroup {}", p.display()));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.exec_root);
+        left
+    }
+
+    /// [`Dockerd::shutdown`], asserting that nothing was left behind.
+    fn stop(mut self) {
+        let left = self.shutdown();
+        assert!(left.is_empty(), "stopping dockerd left things behind:\n{}", left.join("\n"));
+    }
 }
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
-        let ids = self.docker(&["ps", "-aq"]);
-        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-            let _ = self.docker(&["rm", "-f", id]);
+        let _ = self.shutdown();
+    }
+}
+
+/// Subdirectories of a directory (child cgroups of a cgroup).
+fn subdirs(p: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(p).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
+}
+
+/// Processes whose command line contains `needle`: (pid, command line).
+fn processes_naming(needle: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) {
+            out.push((pid, cmd.trim().to_string()));
         }
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(20) && !matches!(self.child.try_wait(), Ok(Some(_))) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // Leave no cgroups or state behind.
-        for p in &self.new_cgroups {
-            let _ = std::fs::remove_dir(p);
-        }
-        let _ = std::fs::remove_dir_all(&self.exec_root);
+    }
+    out
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+// ---------------------------------------------------------------------------------------
+// Images
+
+/// A busybox root filesystem (the host's static busybox and a few applets) in `dir`.
+fn busybox_rootfs(dir: &Path) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy("/bin/busybox", bin.join("busybox")).expect("copy /bin/busybox (package busybox-static)");
+    for applet in ["sh", "sleep", "httpd", "cat", "ls"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }
 }
 
 /// A busybox image, imported (no registry is reachable).
 fn busybox_image(d: &Dockerd) {
     let dir = TempDir::new("busybox-rootfs");
-    let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy("/bin/busybox", bin.join("busybox")).expect("copy /bin/busybox (package busybox-static)");
-    for applet in ["sh", "sleep", "httpd", "cat", "ls"] {
-        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
-    }
+    busybox_rootfs(dir.path());
     let tar = dir.path().join("rootfs.tar");
     let st =
         Command::new("tar").args(["-C", &dir.path().display().to_string(), "-cf"]).arg(&tar).args(["bin"]).status();
     assert!(st.is_ok_and(|s| s.success()), "tar of the rootfs failed");
-    d.ok(&["import", "-c", "CMD [\"/bin/sleep\",\"300\"]", &tar.display().to_string(), "tracer-it-busybox:1"]);
+    d.ok(&["import", "-c", "CMD [\"/bin/sleep\",\"300\"]", &tar.display().to_string(), BUSYBOX_IMAGE]);
 }
+
+const BUSYBOX_IMAGE: &str = "tracer-it-busybox:1";
+const APACHE_IMAGE: &str = "tracer-it-apache:1";
+
+/// The Apache image from the cached rootfs tarball: Debian's apache2 run as pid 1 in the
+/// foreground, with the environment `apache2ctl` would give it (mpm_event, two children
+/// of 25 worker threads, workers as www-data).
+fn apache_image(d: &Dockerd, tar: &Path) {
+    d.ok(&[
+        "import",
+        "-c",
+        "ENV APACHE_RUN_USER=www-data APACHE_RUN_GROUP=www-data APACHE_PID_FILE=/run/apache2/apache2.pid \
+         APACHE_RUN_DIR=/run/apache2 APACHE_LOCK_DIR=/run/lock/apache2 APACHE_LOG_DIR=/var/log/apache2 LANG=C",
+        "-c",
+        "CMD [\"/usr/sbin/apache2\",\"-DFOREGROUND\"]",
+        &tar.display().to_string(),
+        APACHE_IMAGE,
+    ]);
+}
+
+/// The Debian suite of the Apache image.
+const SUITE: &str = "bookworm";
+/// Everything that decides the Apache rootfs' content: its hash names the cached
+/// tarball, so changing the recipe (here and in [`build_apache_rootfs`]) rebuilds it.
+const APACHE_RECIPE: &str = "r1: debootstrap --variant=minbase bookworm; apt-get install -y --no-install-recommends \
+                             apache2; apt-get clean; empty /var/lib/apt/lists; mkdir /run/apache2 /run/lock/apache2; \
+                             ServerName localhost; tar --numeric-owner -C ROOT .";
+/// A complete tarball is well over this (about 230 MB); smaller is a broken file.
+const APACHE_TAR_MIN_BYTES: u64 = 50 << 20;
+
+/// Where built images are kept between runs: `$TRACER_TEST_CACHE`, else
+/// /var/cache/tracer-tests.
+fn cache_dir() -> PathBuf {
+    std::env::var_os("TRACER_TEST_CACHE").map_or_else(|| PathBuf::from("/var/cache/tracer-tests"), PathBuf::from)
+}
+
+/// FNV-1a: a hash that is the same on every build and machine.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The Apache rootfs tarball: from the cache, else built (debootstrap and apt-get from the
+/// host's Debian mirror, ~30 s) and kept there. Written under a temporary name and
+/// renamed, so a tarball under the final name is complete. Err says why it cannot be had.
+fn apache_rootfs_tar() -> Result<PathBuf, String> {
+    let dir = cache_dir();
+    let path = dir.join(format!("apache2-{SUITE}-{:016x}.tar", fnv1a(APACHE_RECIPE)));
+    let usable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() >= APACHE_TAR_MIN_BYTES);
+    if usable(&path) {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create the cache dir {}: {e}", dir.display()))?;
+    // One builder at a time; a second run waits and then takes the first's tarball.
+    let _lock = CacheLock::take(&dir)?;
+    if usable(&path) {
+        return Ok(path);
+    }
+    remove_stale_builds(&dir);
+    for tool in ["debootstrap", "chroot", "tar"] {
+        if util::which(tool).is_none() {
+            return Err(format!("`{tool}` is not on PATH (package debootstrap; `cargo xtask setup` installs it)"));
+        }
+    }
+    let t = Instant::now();
+    build_apache_rootfs(&dir, &path)?;
+    eprintln!("built the Apache rootfs {} in {:.0?}", path.display(), t.elapsed());
+    Ok(path)
+}
+
+/// An exclusive lock on the cache directory, released on drop.
+struct CacheLock {
+    _file: std::fs::File,
+}
+
+impl CacheLock {
+    fn take(dir: &Path) -> Result<CacheLock, String> {
+        use std::os::fd::AsRawFd;
+        let path = dir.join(".lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o644)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let t = Instant::now();
+        // SAFETY: flock on a descriptor we own.
+        while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            if t.elapsed() > Duration::from_secs(600) {
+                return Err(format!("{} stayed locked by another build for 10 minutes", path.display()));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Ok(CacheLock { _file: f })
+    }
+}
+
+/// Removes build dirs and temporary tarballs of runs that died (their pid is gone).
+fn remove_stale_builds(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name.strip_prefix("build-").or_else(|| name.rsplit_once(".tmp-").map(|(_, p)| p));
+        let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() && pid != std::process::id() {
+            continue;
+        }
+        if e.path().is_dir() {
+            drop(BuildDir { path: e.path() });
+        } else {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// A build directory, removed on drop after unmounting anything left mounted in it (a
+/// failed debootstrap may leave its /proc and /sys mounts).
+struct BuildDir {
+    path: PathBuf,
+}
+
+impl Drop for BuildDir {
+    fn drop(&mut self) {
+        let prefix = format!("{}/", self.path.display());
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> =
+            mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)).collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let Ok(c) = std::ffi::CString::new(m) else { continue };
+            // SAFETY: a valid C string; detaching a mount under our own build dir.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        let still = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if still.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| m.starts_with(&prefix)) {
+            eprintln!("not removing {}: something is still mounted under it", self.path.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The Debian mirror: `$TRACER_TEST_DEBIAN_MIRROR`, else the host's apt source that
+/// serves the suite (one-line or deb822 format), else deb.debian.org.
+fn debian_mirror() -> String {
+    if let Ok(m) = std::env::var("TRACER_TEST_DEBIAN_MIRROR") {
+        return m;
+    }
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    let mut more: Vec<PathBuf> = std::fs::read_dir("/etc/apt/sources.list.d")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "list" || x == "sources"))
+        .collect();
+    more.sort();
+    files.extend(more);
+    let mut found: Vec<String> = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        if f.extension().is_some_and(|x| x == "sources") {
+            for para in text.split("\n\n") {
+                let field = |name: &str| {
+                    para.lines()
+                        .filter(|l| !l.trim_start().starts_with('#'))
+                        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+                        .map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                };
+                if field("Types").iter().any(|t| t == "deb")
+                    && field("Suites").iter().any(|s| s == SUITE)
+                    && !field("Enabled").iter().any(|e| e == "no")
+                {
+                    found.extend(field("URIs"));
+                }
+            }
+        } else {
+            for l in text.lines() {
+                let mut w = l.split_whitespace().filter(|w| !w.starts_with('['));
+                if w.next() == Some("deb")
+                    && let (Some(uri), Some(suite)) = (w.next(), w.next())
+                    && suite == SUITE
+                {
+                    found.push(uri.to_string());
+                }
+            }
+        }
+    }
+    // Plain http needs no certificates inside the new rootfs.
+    found.sort_by_key(|u| !u.starts_with("http://"));
+    found.into_iter().next().unwrap_or_else(|| "http://deb.debian.org/debian".to_string())
+}
+
+/// Runs one build step, Err with its output's tail when it fails.
+fn step(what: &str, cmd: &mut Command, timeout: Duration) -> Result<(), String> {
+    let out = util::run(cmd, timeout);
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Err(format!("{what} failed ({}); output (tail):\n{}", out.status, tail(&text, 30)))
+}
+
+fn build_apache_rootfs(dir: &Path, tar: &Path) -> Result<(), String> {
+    let pid = std::process::id();
+    let work = BuildDir { path: dir.join(format!("build-{pid}")) };
+    let root = work.path.join("rootfs");
+    std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    let mirror = debian_mirror();
+    let path_env = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    step(
+        &format!("debootstrap --variant=minbase {SUITE} from {mirror} (the mirror of /etc/apt/sources*)"),
+        Command::new("debootstrap").env("PATH", path_env).args(["--variant=minbase", SUITE]).arg(&root).arg(&mirror),
+        Duration::from_secs(600),
+    )?;
+    // No service starts inside the chroot.
+    let policy = root.join("usr/sbin/policy-rc.d");
+    std::fs::write(&policy, "#!/bin/sh\nexit 101\n").map_err(|e| format!("policy-rc.d: {e}"))?;
+    std::fs::set_permissions(&policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| format!("policy-rc.d: {e}"))?;
+    let chroot = |args: &[&str]| {
+        let mut c = Command::new("chroot");
+        c.env_clear().env("PATH", path_env).env("DEBIAN_FRONTEND", "noninteractive").env("LANG", "C");
+        c.arg(&root).args(args);
+        c
+    };
+    step(
+        &format!("apt-get update in the chroot (mirror {mirror})"),
+        &mut chroot(&["apt-get", "update"]),
+        Duration::from_secs(300),
+    )?;
+    step(
+        &format!("apt-get install apache2 in the chroot (mirror {mirror})"),
+        &mut chroot(&["apt-get", "install", "-y", "--no-install-recommends", "apache2"]),
+        Duration::from_secs(600),
+    )?;
+    step("apt-get clean in the chroot", &mut chroot(&["apt-get", "clean"]), Duration::from_secs(60))?;
+    let _ = std::fs::remove_file(&policy);
+    for e in std::fs::read_dir(root.join("var/lib/apt/lists")).into_iter().flatten().flatten() {
+        if e.path().is_file() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    for d in ["run/apache2", "run/lock/apache2"] {
+        std::fs::create_dir_all(root.join(d)).map_err(|e| format!("mkdir {d}: {e}"))?;
+    }
+    std::fs::write(root.join("etc/apache2/conf-enabled/tracer-it.conf"), "ServerName localhost\n")
+        .map_err(|e| format!("ServerName: {e}"))?;
+    // What the test relies on.
+    for f in ["usr/sbin/apache2", "etc/apache2/apache2.conf", "etc/apache2/mods-enabled/mpm_event.load", "bin/sleep"] {
+        if !root.join(f).exists() {
+            return Err(format!("the built rootfs has no /{f}"));
+        }
+    }
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    if !passwd.lines().any(|l| l.starts_with("www-data:x:33:33:")) {
+        return Err(format!("the built rootfs has no www-data user of uid 33:\n{passwd}"));
+    }
+    let tmp = tar.with_extension(format!("tar.tmp-{pid}"));
+    let r = step(
+        "tar of the Apache rootfs",
+        Command::new("tar").arg("--numeric-owner").arg("-C").arg(&root).arg("-cf").arg(&tmp).arg("."),
+        Duration::from_secs(300),
+    )
+    .and_then(|()| {
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| format!("sync {}: {e}", tmp.display()))
+    })
+    .and_then(|()| std::fs::rename(&tmp, tar).map_err(|e| format!("rename to {}: {e}", tar.display())));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+// ---------------------------------------------------------------------------------------
+// Oracles
 
 fn containers(daemon: &Daemon) -> Vec<Value> {
     daemon.request(&serde_json::json!({"verb": "containers"}))["containers"].as_array().cloned().unwrap_or_default()
 }
 
-/// Pids whose /proc cgroup names the container (the oracle).
-fn proc_pids_in(id: &str) -> BTreeSet<u64> {
+/// Pids whose /proc cgroup (the v2 line) is the cgroup `/.../<id>` (the oracle).
+fn proc_pids_in(id: &str) -> BTreeSet<u32> {
+    let leaf = format!("/{id}");
     let mut out = BTreeSet::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u64>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
         if std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-            .is_ok_and(|c| c.lines().any(|l| l.starts_with("0::") && l.contains(id)))
+            .is_ok_and(|c| c.lines().any(|l| l.starts_with("0::") && l.ends_with(&leaf)))
         {
             out.insert(pid);
         }
@@ -133,79 +508,590 @@ fn proc_pids_in(id: &str) -> BTreeSet<u64> {
     out
 }
 
+/// What /proc says of one process.
+#[derive(Debug)]
+struct ProcInfo {
+    ppid: u32,
+    /// Real uid and gid.
+    uid: u32,
+    gid: u32,
+    /// All four uids (real, effective, saved, fs).
+    uids: Vec<u32>,
+    threads: usize,
+    cmdline: String,
+}
+
+fn proc_info(pid: u32) -> Option<ProcInfo> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+            .unwrap_or_default()
+    };
+    let uids = field("Uid:");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(ProcInfo {
+        ppid: *field("PPid:").first()?,
+        uid: *uids.first()?,
+        gid: *field("Gid:").first()?,
+        uids,
+        threads: std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.count(),
+        cmdline: String::from_utf8_lossy(&cmdline).replace('\0', " ").trim().to_string(),
+    })
+}
+
+/// A container's processes as /proc sees them, for comparisons and messages.
+fn proc_oracle(id: &str) -> BTreeMap<u32, ProcInfo> {
+    proc_pids_in(id).into_iter().filter_map(|p| Some((p, proc_info(p)?))).collect()
+}
+
+fn show_oracle(o: &BTreeMap<u32, ProcInfo>) -> String {
+    o.iter()
+        .map(|(pid, i)| format!("    {pid} ppid {} uids {:?} threads {} {}\n", i.ppid, i.uids, i.threads, i.cmdline))
+        .collect()
+}
+
+fn pids_of(c: &Value) -> BTreeSet<u32> {
+    c["pids"].as_array().into_iter().flatten().filter_map(Value::as_u64).map(|p| p as u32).collect()
+}
+
+/// Differences between a listed container's processes and threads and /proc's.
+fn check_processes(c: &Value, what: &str, oracle: &BTreeMap<u32, ProcInfo>, problems: &mut Vec<String>) {
+    let ours = pids_of(c);
+    let theirs: BTreeSet<u32> = oracle.keys().copied().collect();
+    if ours != theirs {
+        problems.push(format!(
+            "{what}: pids differ: tracer only {:?}, /proc only {:?}",
+            ours.difference(&theirs).collect::<Vec<_>>(),
+            theirs.difference(&ours).collect::<Vec<_>>()
+        ));
+    }
+    if c["processes"].as_u64() != Some(ours.len() as u64) {
+        problems.push(format!("{what}: processes {} but {} pids listed", c["processes"], ours.len()));
+    }
+    let threads: usize = oracle.values().map(|i| i.threads).sum();
+    if c["threads"].as_u64() != Some(threads as u64) {
+        problems.push(format!("{what}: threads {} but /proc has {threads}", c["threads"]));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Docker
+
+/// What a docker container is running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Workload {
+    BusyboxHttpd,
+    Apache,
+}
+
+/// One container the test started, with docker's view of it (the oracle), kept through
+/// the test so that checks of its stop can be added.
+#[derive(Debug)]
+struct DockerContainer {
+    name: String,
+    workload: Workload,
+    /// The image it was started from, as `docker run` was given it.
+    image: String,
+    /// Full id, from `docker run` (and `docker ps --no-trunc`).
+    id: String,
+    /// `docker inspect` right after start, and after its removal was asked for.
+    inspect: Value,
+    /// Set by `docker rm -f`: the time it was asked for.
+    removed_at: Option<Instant>,
+    /// The pid of a `docker exec -d`'d process, once /proc shows it.
+    execd: Option<u32>,
+}
+
+impl DockerContainer {
+    fn init_pid(&self) -> u32 {
+        self.inspect[0]["State"]["Pid"].as_u64().unwrap_or_else(|| panic!("no State.Pid: {}", self.inspect)) as u32
+    }
+
+    /// Differences between the daemon's entry (None: not listed) and the oracle.
+    fn problems(&self, listed: Option<&Value>) -> Vec<String> {
+        let what = format!("{} ({})", self.name, &self.id[..12]);
+        let Some(c) = listed else { return vec![format!("{what}: not listed")] };
+        let mut p = Vec::new();
+        let inspect = &self.inspect[0];
+        let mut eq = |field: &str, want: Value| {
+            if c[field] != want {
+                p.push(format!("{what}: {field} is {} but docker says {want}", c[field]));
+            }
+        };
+        eq("id", inspect["Id"].clone());
+        eq("short_id", Value::from(&self.id[..12]));
+        eq("runtime", Value::from("docker"));
+        eq("init_pid", inspect["State"]["Pid"].clone());
+        eq("init_ns_pid", Value::from(1));
+        eq("name", Value::from(inspect["Name"].as_str().unwrap_or("").trim_start_matches('/')));
+        eq("image", Value::from(self.image.as_str()));
+        eq("cgroup", Value::from(format!("/docker/{}", self.id)));
+        eq("state", Value::from("running"));
+        let oracle = proc_oracle(&self.id);
+        check_processes(c, &what, &oracle, &mut p);
+        if let Some(execd) = self.execd
+            && !pids_of(c).contains(&execd)
+        {
+            p.push(format!("{what}: the docker exec'd process {execd} is not among its pids"));
+        }
+        if self.workload == Workload::Apache {
+            // The parent (root) and at least two mpm_event children of many threads.
+            let init = self.init_pid();
+            let children: Vec<(&u32, &ProcInfo)> = oracle.iter().filter(|(_, i)| i.ppid == init).collect();
+            if children.len() < 2 || children.iter().any(|(_, i)| i.threads < 3) {
+                p.push(format!("{what}: /proc shows no two threaded Apache children of {init}"));
+            }
+        }
+        p
+    }
+}
+
+/// The docker exec'd `sleep 77` of a container, from /proc.
+fn execd_sleep(id: &str) -> Option<u32> {
+    proc_oracle(id).into_iter().find(|(_, i)| i.cmdline == "/bin/sleep 77").map(|(p, _)| p)
+}
+
+/// The live processes of the daemon's snapshot, by pid.
+fn snapshot_by_pid(daemon: &Daemon) -> BTreeMap<u64, Value> {
+    let mut snap = daemon.snapshot(None);
+    let procs = snap["processes"].take();
+    let Value::Array(procs) = procs else { return BTreeMap::new() };
+    procs.into_iter().filter(|p| p["state"] == "alive").filter_map(|p| Some((p["pid"].as_u64()?, p))).collect()
+}
+
+/// Checks a container's processes in the daemon's snapshot against /proc: the same
+/// parent, uid and gid, thread count, and pid 1 of its namespace for the init only.
+/// Apache's workers must be www-data (uid 33) in /proc.
+fn snapshot_problems(snap: &BTreeMap<u64, Value>, c: &DockerContainer) -> Vec<String> {
+    let init = c.init_pid();
+    let mut problems = Vec::new();
+    let oracle = proc_oracle(&c.id);
+    if c.workload == Workload::Apache {
+        let workers: Vec<u32> = oracle.iter().filter(|(_, i)| i.ppid == init).map(|(p, _)| *p).collect();
+        if workers.len() < 2 {
+            problems.push(format!("{}: fewer than two Apache workers in /proc", c.name));
+        }
+        for w in &workers {
+            if oracle[w].uids != [33, 33, 33, 33] {
+                problems.push(format!(
+                    "{}: Apache worker {w} has uids {:?} in /proc, not www-data (33)",
+                    c.name, oracle[w].uids
+                ));
+            }
+        }
+    }
+    for (pid, i) in &oracle {
+        let Some(s) = snap.get(&u64::from(*pid)) else {
+            problems.push(format!("{}: pid {pid} ({}) is not alive in the snapshot", c.name, i.cmdline));
+            continue;
+        };
+        let want = [("uid", i.uid as usize), ("gid", i.gid as usize), ("nlwp", i.threads), ("ppid", i.ppid as usize)];
+        for (field, want) in want {
+            if s[field].as_u64() != Some(want as u64) {
+                problems.push(format!("{}: pid {pid}: snapshot {field} {} but /proc {want}", c.name, s[field]));
+            }
+        }
+        if s["ns_pid"].as_u64().is_none_or(|n| (n == 1) != (*pid == init)) {
+            problems.push(format!("{}: pid {pid}: snapshot ns_pid {} (init is {init})", c.name, s["ns_pid"]));
+        }
+    }
+    if !problems.is_empty() {
+        let shown: Vec<&Value> = oracle.keys().filter_map(|p| snap.get(&u64::from(*p))).collect();
+        problems.push(format!("snapshot entries of {}'s processes: {:#}", c.name, serde_json::json!(shown)));
+    }
+    problems
+}
+
 #[test]
 fn docker_containers_seen_from_the_kernel() {
     if !util::require_root() || !util::require_tool("dockerd") || !util::require_tool("docker") {
         return;
     }
-    if !std::path::Path::new("/bin/busybox").exists() {
+    if !Path::new("/bin/busybox").exists() {
         assert!(!util::under_ci(), "/bin/busybox (busybox-static) is missing");
         eprintln!("skipping: no /bin/busybox");
         return;
     }
+    // The Apache image first (a build takes ~30 s), before anything else runs.
+    let apache = match apache_rootfs_tar() {
+        Ok(p) => Some(p),
+        Err(e) if util::under_ci() => panic!("cannot make the Apache httpd rootfs (needed under CI): {e}"),
+        Err(e) => {
+            eprintln!("NOTE: the Apache containers are skipped, only busybox ones run: {e}");
+            None
+        }
+    };
     let d = Dockerd::start();
     busybox_image(&d);
-    let data_root = d.data_root();
-    let daemon = Daemon::start(&["--docker-root", &data_root]);
-    let names = ["web-a", "web-b", "sleeper"];
-    for n in names {
-        let cmd: &[&str] = if n.starts_with("web") { &["/bin/httpd", "-f", "-p", "80"] } else { &[] };
-        let mut args = vec!["run", "-d", "--network", "none", "--name", n, "tracer-it-busybox:1"];
-        args.extend_from_slice(cmd);
-        d.ok(&args);
+    if let Some(tar) = &apache {
+        apache_image(&d, tar);
     }
-    let ids: Vec<String> = d.ok(&["ps", "--no-trunc", "-q"]).lines().map(str::to_string).collect();
-    assert_eq!(ids.len(), 3, "docker ps: {ids:?}");
-    // docker exec: a process that joins a running container later.
-    d.ok(&["exec", "-d", "sleeper", "/bin/sleep", "77"]);
+    let daemon = Daemon::start(&["--docker-root", &d.data_root()]);
 
+    let mut plan = vec![("web-a", Workload::BusyboxHttpd), ("web-b", Workload::BusyboxHttpd)];
+    if apache.is_some() {
+        plan.extend([("apache-a", Workload::Apache), ("apache-b", Workload::Apache)]);
+    }
+    let mut started: Vec<DockerContainer> = Vec::new();
+    for (name, workload) in plan {
+        let image = match workload {
+            Workload::BusyboxHttpd => BUSYBOX_IMAGE,
+            Workload::Apache => APACHE_IMAGE,
+        };
+        let mut args = vec!["run", "-d", "--network", "none", "--name", name, image];
+        if workload == Workload::BusyboxHttpd {
+            args.extend(["/bin/httpd", "-f", "-p", "80"]);
+        }
+        let id = d.ok(&args);
+        let inspect: Value = serde_json::from_str(&d.ok(&["inspect", &id])).expect("docker inspect JSON");
+        let c = DockerContainer {
+            name: name.to_string(),
+            workload,
+            image: image.to_string(),
+            id,
+            inspect,
+            removed_at: None,
+            execd: None,
+        };
+        assert_eq!(c.inspect[0]["State"]["Running"], true, "{name} is not running: {}", c.inspect);
+        assert_eq!(c.inspect[0]["Config"]["Image"], image, "{name}: {}", c.inspect);
+        started.push(c);
+    }
+    let ps: BTreeSet<String> = d.ok(&["ps", "--no-trunc", "-q"]).lines().map(str::to_string).collect();
+    let ours: BTreeSet<String> = started.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(ps, ours, "docker ps --no-trunc -q vs the ids docker run gave");
+
+    // docker exec: a process that joins a running container later (busybox and Apache).
+    for c in started.iter_mut().filter(|c| matches!(c.name.as_str(), "web-a" | "apache-b")) {
+        d.ok(&["exec", "-d", &c.name, "/bin/sleep", "77"]);
+        let t = Instant::now();
+        c.execd = loop {
+            if let Some(p) = execd_sleep(&c.id) {
+                break Some(p);
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "docker exec'd sleep 77 not in /proc for {}", c.name);
+            std::thread::sleep(Duration::from_millis(100));
+        };
+    }
+
+    // Poll until the daemon agrees with docker and /proc (Apache's children start their
+    // threads for a while), then assert.
     let t = Instant::now();
     let list = loop {
         let list = containers(&daemon);
-        let seen: BTreeSet<&str> = list.iter().filter_map(|c| c["id"].as_str()).collect();
-        let execd = list.iter().any(|c| c["name"] == "sleeper" && c["processes"].as_u64() == Some(2));
-        if ids.iter().all(|i| seen.contains(i.as_str())) && execd {
+        let by_id: BTreeMap<&str, &Value> = list.iter().filter_map(|c| Some((c["id"].as_str()?, c))).collect();
+        let mut problems: Vec<String> =
+            started.iter().flat_map(|c| c.problems(by_id.get(c.id.as_str()).copied())).collect();
+        // No other container (of another runtime or dockerd on this host) claims ours.
+        let all_ours: BTreeSet<u32> = started.iter().flat_map(|c| proc_pids_in(&c.id)).collect();
+        for c in list.iter().filter(|c| !c["id"].as_str().is_some_and(|i| ours.contains(i))) {
+            let stolen: Vec<u32> = pids_of(c).intersection(&all_ours).copied().collect();
+            if !stolen.is_empty() {
+                problems.push(format!("container {} claims processes of ours: {stolen:?}", c["id"]));
+            }
+        }
+        if problems.is_empty() {
+            let snap = snapshot_by_pid(&daemon);
+            for c in &started {
+                problems.extend(snapshot_problems(&snap, c));
+            }
+        }
+        if problems.is_empty() {
             break list;
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "tracer containers: {list:#?}\ndocker ps: {ids:?}");
-        std::thread::sleep(Duration::from_millis(200));
+        if t.elapsed() > SETTLE_TIMEOUT {
+            let oracle: String = started
+                .iter()
+                .map(|c| format!("{} {} (init {}):\n{}", c.name, c.id, c.init_pid(), show_oracle(&proc_oracle(&c.id))))
+                .collect();
+            panic!(
+                "after {SETTLE_TIMEOUT:?} the daemon's containers still disagree with docker and /proc:\n{}\n\
+                 tracer containers: {:#}\n/proc:\n{oracle}",
+                problems.join("\n"),
+                Value::from(list)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
     };
-    for id in &ids {
-        let c = list.iter().find(|c| c["id"] == id.as_str()).expect("listed");
-        let inspect: Value = serde_json::from_str(&d.ok(&["inspect", id])).expect("docker inspect JSON");
-        let pid = inspect[0]["State"]["Pid"].as_u64().expect("State.Pid");
-        let name = inspect[0]["Name"].as_str().unwrap_or("").trim_start_matches('/');
-        assert_eq!(c["runtime"], "docker", "{c}");
-        assert_eq!(c["init_pid"].as_u64(), Some(pid), "init pid of {name}: {c}");
-        assert_eq!(c["init_ns_pid"], 1, "{c}");
-        assert_eq!(c["name"], name, "{c}");
-        assert_eq!(c["image"], "tracer-it-busybox:1", "{c}");
-        assert_eq!(c["short_id"], &id[..12], "{c}");
-        // Every process /proc puts in the container is attributed to it, and no other.
-        let ours: BTreeSet<u64> = c["pids"].as_array().unwrap().iter().filter_map(Value::as_u64).collect();
-        assert_eq!(ours, proc_pids_in(id), "processes of {name}: tracer vs /proc");
-        let threads: u64 = ours
-            .iter()
-            .map(|p| std::fs::read_dir(format!("/proc/{p}/task")).map(|d| d.count() as u64).unwrap_or(0))
-            .sum();
-        assert_eq!(c["threads"].as_u64(), Some(threads), "threads of {name}: {c}");
+    eprintln!("containers agreed with docker and /proc after {:.1?}", t.elapsed());
+    for c in &started {
+        let listed = list.iter().find(|l| l["id"] == c.id.as_str()).expect("listed");
+        eprintln!("  {} {}: {} processes, {} threads", c.name, &c.id[..12], listed["processes"], listed["threads"]);
     }
+
     // The text view, as `docker ps` would show it.
     let out = util::run(
         Command::new(util::TRACER).args(["containers", "--socket", &daemon.socket().display().to_string()]),
         Duration::from_secs(30),
     );
+    assert!(out.status.success(), "tracer containers: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    for id in ids.iter().map(|i| &i[..12]) {
-        assert!(text.contains(id), "{id} not in:\n{text}");
+    for c in &started {
+        let line = text.lines().find(|l| l.contains(&c.id[..12]));
+        assert!(line.is_some_and(|l| l.contains(&c.name)), "{} ({}) not in:\n{text}", c.name, &c.id[..12]);
     }
-    // Stopped containers leave the list.
-    for n in names {
-        d.ok(&["rm", "-f", n]);
+
+    // Stopped containers leave the list, and their cgroups go.
+    for c in &mut started {
+        d.ok(&["rm", "-f", &c.name]);
+        c.removed_at = Some(Instant::now());
     }
     let t = Instant::now();
-    while !containers(&daemon).is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(20), "containers left after rm: {:#?}", containers(&daemon));
+    loop {
+        let list = containers(&daemon);
+        let left: Vec<&Value> = list.iter().filter(|c| c["id"].as_str().is_some_and(|i| ours.contains(i))).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(t.elapsed() < GONE_TIMEOUT, "containers still listed {GONE_TIMEOUT:?} after docker rm -f: {left:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for c in &started {
+        let left: Vec<PathBuf> = docker_cgroups().into_iter().map(|p| p.join(&c.id)).filter(|p| p.exists()).collect();
+        assert!(left.is_empty(), "cgroups of {} left after docker rm -f: {left:?}", c.name);
+        assert!(proc_pids_in(&c.id).is_empty(), "processes of {} left after docker rm -f", c.name);
+    }
+    daemon.stop();
+    d.stop();
+}
+
+// ---------------------------------------------------------------------------------------
+// Plain runc
+
+/// A busybox container run by plain runc (state in a directory of its own), killed and
+/// deleted, its cgroups removed, by [`RuncContainer::stop`] or on drop.
+struct RuncContainer {
+    id: String,
+    state_root: String,
+    bundle: TempDir,
+    stopped: bool,
+}
+
+impl RuncContainer {
+    /// `runc run -d` of `/bin/sleep 300` in a busybox bundle.
+    fn run() -> RuncContainer {
+        let bundle = TempDir::new("runc-bundle");
+        // The rootfs path must be absolute and not go through a symlink (/tmp may be one).
+        let dir = bundle.path().canonicalize().expect("canonical bundle path");
+        let rootfs = dir.join("rootfs");
+        busybox_rootfs(&rootfs);
+        let c = RuncContainer {
+            id: format!("tracer-it-runc-{}", std::process::id()),
+            state_root: format!("/run/tracer-it-runc-{}", std::process::id()),
+            bundle,
+            stopped: false,
+        };
+        let out = c.runc(&["spec", "--bundle", &dir.display().to_string()]);
+        assert!(out.status.success(), "runc spec: {}", String::from_utf8_lossy(&out.stderr));
+        let config = dir.join("config.json");
+        let mut spec: Value = serde_json::from_slice(&std::fs::read(&config).expect("config.json")).expect("JSON");
+        spec["process"]["args"] = serde_json::json!(["/bin/sleep", "300"]);
+        spec["process"]["terminal"] = Value::Bool(false);
+        spec["root"]["path"] = Value::from(rootfs.display().to_string());
+        spec["root"]["readonly"] = Value::Bool(true);
+        std::fs::write(&config, serde_json::to_vec_pretty(&spec).unwrap()).expect("write config.json");
+        let st = c.detached(&["run", "-d", "--bundle", &dir.display().to_string(), &c.id]);
+        assert!(st.success(), "runc run -d failed ({st}): {}", c.log());
+        c
+    }
+
+    fn runc(&self, args: &[&str]) -> std::process::Output {
+        util::run(Command::new("runc").args(["--root", &self.state_root]).args(args), Duration::from_secs(60))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.bundle.path().join("runc.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// A runc command that leaves a process running with its stdio: no pipes (a reader
+    /// would wait for that process), output to the log file.
+    fn detached(&self, args: &[&str]) -> ExitStatus {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("runc log");
+        let mut child = Command::new("runc")
+            .args(["--root", &self.state_root])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start runc");
+        let t = Instant::now();
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return st;
+            }
+            if t.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("runc {args:?} did not end within 60 s: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `runc state`'s JSON.
+    fn state(&self) -> Value {
+        let out = self.runc(&["state", &self.id]);
+        assert!(out.status.success(), "runc state: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("runc state JSON")
+    }
+
+    /// The container's cgroup directories in every hierarchy (v1, hybrid v2, pure v2).
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join(&self.id))
+            .collect();
+        v.push(Path::new("/sys/fs/cgroup").join(&self.id));
+        v.into_iter().filter(|p| p.exists()).collect()
+    }
+
+    /// Kills and deletes the container. Returns what was left behind (and removed now).
+    fn shutdown(&mut self) -> Vec<String> {
+        if std::mem::replace(&mut self.stopped, true) {
+            return Vec::new();
+        }
+        let mut left = Vec::new();
+        let _ = self.runc(&["kill", &self.id, "KILL"]);
+        let t = Instant::now();
+        while !proc_pids_in(&self.id).is_empty() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = self.runc(&["delete", "-f", &self.id]);
+        if !out.status.success() {
+            left.push(format!("runc delete -f {}: {}", self.id, String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        let pids = proc_pids_in(&self.id);
+        if !pids.is_empty() {
+            left.push(format!("processes of {} still run: {pids:?}", self.id));
+            for p in pids {
+                // SAFETY: a process of our own container.
+                unsafe { libc::kill(p as i32, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        for p in self.cgroup_dirs() {
+            left.push(format!("cgroup {} was left behind", p.display()));
+            let _ = std::fs::remove_dir(&p);
+        }
+        let _ = std::fs::remove_dir_all(&self.state_root);
+        left
+    }
+
+    /// [`RuncContainer::shutdown`], asserting that nothing was left behind.
+    fn stop(mut self) {
+        let left = self.shutdown();
+        assert!(left.is_empty(), "stopping the runc container left things behind:\n{}", left.join("\n"));
+    }
+}
+
+impl Drop for RuncContainer {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// Differences between the daemon's entry for the runc container and runc + /proc.
+fn runc_problems(listed: Option<&Value>, c: &RuncContainer, init: u32, execd: Option<u32>) -> Vec<String> {
+    let what = format!("runc container {}", c.id);
+    let Some(l) = listed else { return vec![format!("{what}: not listed")] };
+    let mut p = Vec::new();
+    for (field, want) in [
+        ("id", Value::from(c.id.as_str())),
+        ("runtime", Value::from("runc")),
+        ("init_pid", Value::from(init)),
+        ("init_ns_pid", Value::from(1)),
+        ("cgroup", Value::from(format!("/{}", c.id))),
+        ("state", Value::from("running")),
+    ] {
+        if l[field] != want {
+            p.push(format!("{what}: {field} is {} but runc says {want}", l[field]));
+        }
+    }
+    check_processes(l, &what, &proc_oracle(&c.id), &mut p);
+    if let Some(e) = execd
+        && !pids_of(l).contains(&e)
+    {
+        p.push(format!("{what}: the runc exec'd process {e} is not among its pids"));
+    }
+    p
+}
+
+/// Polls the daemon until its entry for `c` agrees with runc and /proc; panics at the deadline.
+fn wait_runc_agrees(daemon: &Daemon, c: &RuncContainer, init: u32, execd: Option<u32>) -> Value {
+    let t = Instant::now();
+    loop {
+        let list = containers(daemon);
+        let listed = list.iter().find(|l| l["id"] == c.id.as_str());
+        let problems = runc_problems(listed, c, init, execd);
+        if problems.is_empty() {
+            return listed.cloned().unwrap_or_default();
+        }
+        if t.elapsed() > SETTLE_TIMEOUT {
+            panic!(
+                "after {SETTLE_TIMEOUT:?} the daemon's containers still disagree with runc and /proc:\n{}\n\
+                 tracer containers: {:#}\nrunc state: {:#}\n/proc (cgroup /{}):\n{}",
+                problems.join("\n"),
+                Value::from(list),
+                c.state(),
+                c.id,
+                show_oracle(&proc_oracle(&c.id))
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn runc_container_seen_from_the_kernel() {
+    if !util::require_root() || !util::require_tool("runc") {
+        return;
+    }
+    if !Path::new("/bin/busybox").exists() {
+        assert!(!util::under_ci(), "/bin/busybox (busybox-static) is missing");
+        eprintln!("skipping: no /bin/busybox");
+        return;
+    }
+    // Started before the daemon: found by its first walk.
+    let c = RuncContainer::run();
+    let state = c.state();
+    assert_eq!(state["status"], "running", "runc state: {state}");
+    let init = state["pid"].as_u64().expect("runc state pid") as u32;
+    let daemon = Daemon::start(&[]);
+    let listed = wait_runc_agrees(&daemon, &c, init, None);
+    assert_eq!(listed["name"], Value::Null, "a plain runc container has no name: {listed}");
+
+    // runc exec -d: a process joining it while the daemon runs (live events).
+    let st = c.detached(&["exec", "-d", &c.id, "/bin/sleep", "77"]);
+    assert!(st.success(), "runc exec -d failed ({st}): {}", c.log());
+    let t = Instant::now();
+    let execd = loop {
+        if let Some(p) = execd_sleep(&c.id) {
+            break p;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "runc exec'd sleep 77 not in /proc: {}", c.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let listed = wait_runc_agrees(&daemon, &c, init, Some(execd));
+    assert_eq!(listed["processes"], 2, "{listed}");
+
+    // Killed: it leaves the list, and nothing of it is left.
+    let id = c.id.clone();
+    c.stop();
+    let t = Instant::now();
+    loop {
+        let list = containers(&daemon);
+        let Some(left) = list.iter().find(|l| l["id"] == id.as_str()) else { break };
+        assert!(t.elapsed() < GONE_TIMEOUT, "runc container still listed {GONE_TIMEOUT:?} after its kill: {left:#}");
         std::thread::sleep(Duration::from_millis(200));
     }
     daemon.stop();
