@@ -12,6 +12,7 @@ pub mod engine;
 pub mod event;
 pub mod render;
 pub mod session;
+pub mod story;
 pub mod stream;
 pub mod users;
 pub mod watch;

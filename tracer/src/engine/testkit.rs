@@ -69,6 +69,11 @@ pub fn pexit(ts: u64, t: TaskInfo, code: u32, reaper: Option<ProcRef>) -> Event 
     ev(ts, t, Body::ProcessExit { status: ExitStatus { raw: code << 8 }, reaper })
 }
 
+/// A process exit by signal `sig`.
+pub fn pexit_signal(ts: u64, t: TaskInfo, sig: u32) -> Event {
+    ev(ts, t, Body::ProcessExit { status: ExitStatus { raw: sig }, reaper: None })
+}
+
 pub fn rename(ts: u64, t: TaskInfo, new: &str) -> Event {
     ev(ts, t, Body::Rename { new_comm: Comm::from_str_lossy(new) })
 }
