@@ -83,11 +83,13 @@ fn scope_id<'a>(component: &'a str, prefix: &str) -> Option<&'a str> {
 /// The pod of a kubepods path, if any: cgroupfs `/kubepods[/<qos>]/pod<uid>/...`
 /// or systemd `/kubepods.slice[/kubepods-<qos>.slice]/kubepods[-<qos>]-pod<uid>.slice/...`.
 fn pod_of(components: &[&str]) -> Option<Pod> {
-    let first = *components.first()?;
-    if first != "kubepods" && first != "kubepods.slice" {
-        return None;
-    }
-    for c in &components[1..] {
+    // Usually at the root; under the runtime's own unit on some nodes (kind:
+    // `/system.slice/containerd.service/kubepods-...-pod<uid>.slice:cri-containerd:<id>`).
+    let root = components.iter().position(|c| c.starts_with("kubepods"))?;
+    let components = &components[root..];
+    for c in components {
+        // systemd driver with the `slice:prefix:name` form folded into one name.
+        let c = &c.split(':').next().unwrap_or(c);
         // cgroupfs
         if let Some(uid) = c.strip_prefix("pod") {
             let qos = components
@@ -102,6 +104,7 @@ fn pod_of(components: &[&str]) -> Option<Pod> {
         }
         // systemd: kubepods-burstable-pod<uid_with_underscores>.slice
         if let Some(rest) = c.strip_suffix(".slice")
+            && rest.starts_with("kubepods")
             && let Some(at) = rest.find("-pod")
         {
             let qos = match &rest[..at] {
@@ -127,6 +130,19 @@ pub fn from_cgroup_path(path: &str) -> Option<ContainerRef> {
         pod: pod.clone(),
     };
     for (i, c) in components.iter().enumerate().rev() {
+        // `<slice>:<prefix>:<id>` as one name (containerd's systemd driver on some nodes)
+        if let Some((prefix, id)) = c.rsplit_once(':')
+            && is_hex_id(id)
+        {
+            let runtime = match prefix.rsplit(':').next() {
+                Some("cri-containerd") => Runtime::Containerd,
+                Some("crio") => Runtime::CriO,
+                Some("docker") => Runtime::Docker,
+                _ => continue,
+            };
+            let ns = (runtime == Runtime::Containerd).then_some("k8s.io");
+            return Some(mk(runtime, id, ns));
+        }
         // systemd driver scopes
         if let Some(id) = scope_id(c, "docker-") {
             return Some(mk(Runtime::Docker, id, None));
@@ -254,6 +270,84 @@ mod tests {
         check("/system.slice/crio-{ID}.scope", Runtime::CriO, None);
         let c = from_cgroup_path("/default/web").expect("ctr");
         assert_eq!((c.runtime, c.id.as_str(), c.namespace.as_deref()), (Runtime::Containerd, "web", Some("default")));
+    }
+
+    /// Paths as real hosts show them, in `/proc/<pid>/cgroup` (v2 `0::` lines and v1
+    /// controller lines alike: the path part is the same form).
+    #[test]
+    fn table_of_real_paths() {
+        let uid = "3f4c2b7a-1d2e-4f5a-9b8c-7d6e5f4a3b2c";
+        let u_ = uid.replace('-', "_");
+        use Qos::*;
+        use Runtime::*;
+        let table: &[(&str, Runtime, Option<Qos>)] = &[
+            // Docker, cgroupfs driver: v1 `cpu,cpuacct:/docker/<id>` and v2 `0::/docker/<id>`
+            ("/docker/{ID}", Docker, None),
+            // Docker, systemd driver (v1 `name=systemd:` and v2)
+            ("/system.slice/docker-{ID}.scope", Docker, None),
+            // rootless Docker (v2, systemd driver, delegated user slice)
+            ("/user.slice/user-1000.slice/user@1000.service/user.slice/docker-{ID}.scope", Docker, None),
+            // Docker with a custom --cgroup-parent
+            ("/ci-jobs/docker/{ID}", Docker, None),
+            // containerd's own CLI (ctr) under its namespaces
+            ("/default/{ID}", Containerd, None),
+            ("/moby/{ID}", Containerd, None),
+            // Kubernetes with containerd, systemd driver (v1 and v2)
+            (
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{U_}.slice/cri-containerd-{ID}.scope",
+                Containerd,
+                Some(Burstable),
+            ),
+            (
+                "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{U_}.slice/cri-containerd-{ID}.scope",
+                Containerd,
+                Some(BestEffort),
+            ),
+            ("/kubepods.slice/kubepods-pod{U_}.slice/cri-containerd-{ID}.scope", Containerd, Some(Guaranteed)),
+            // kind and other nodes where containerd keeps the `slice:prefix:id` form
+            (
+                "/system.slice/containerd.service/kubepods-burstable-pod{U_}.slice:cri-containerd:{ID}",
+                Containerd,
+                Some(Burstable),
+            ),
+            // Kubernetes, cgroupfs driver (v1 `memory:/kubepods/...` and v2)
+            ("/kubepods/burstable/pod{UID}/{ID}", Containerd, Some(Burstable)),
+            ("/kubepods/besteffort/pod{UID}/{ID}", Containerd, Some(BestEffort)),
+            ("/kubepods/pod{UID}/{ID}", Containerd, Some(Guaranteed)),
+            // CRI-O, systemd and cgroupfs drivers
+            (
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{U_}.slice/crio-{ID}.scope",
+                CriO,
+                Some(Burstable),
+            ),
+            ("/kubepods/besteffort/pod{UID}/crio-{ID}", CriO, Some(BestEffort)),
+            ("/system.slice/crio-{ID}.scope", CriO, None),
+            // podman: root (systemd), rootless, cgroupfs, and with a private cgroup namespace
+            ("/machine.slice/libpod-{ID}.scope", Podman, None),
+            ("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope", Podman, None),
+            ("/libpod_parent/libpod-{ID}", Podman, None),
+            ("/machine.slice/libpod-{ID}.scope/container", Podman, None),
+            // runc/crun with the systemd driver and their default unit names
+            ("/system.slice/runc-{ID}.scope", Runc, None),
+            ("/machine.slice/crun-{ID}.scope", Runc, None),
+        ];
+        for (path, runtime, qos) in table {
+            let path = path.replace("{ID}", ID).replace("{UID}", uid).replace("{U_}", &u_);
+            let c = from_cgroup_path(&path).unwrap_or_else(|| panic!("{path}: no container"));
+            assert_eq!((c.runtime, c.id.as_str()), (*runtime, ID), "{path}");
+            assert_eq!(c.pod.as_ref().map(|p| (p.uid.as_str(), p.qos)), qos.map(|q| (uid, q)), "{path}");
+        }
+        // The runtimes' own monitors and units are no container.
+        for path in [
+            "/system.slice/crio-conmon-{ID}.scope",
+            "/machine.slice/libpod-conmon-{ID}.scope",
+            "/system.slice/containerd.service",
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{U_}.slice",
+            "/system.slice/docker-{ID}.scope.d",
+        ] {
+            let path = path.replace("{ID}", ID).replace("{UID}", uid).replace("{U_}", &u_);
+            assert_eq!(from_cgroup_path(&path), None, "{path}");
+        }
     }
 
     #[test]
