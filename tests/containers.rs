@@ -871,16 +871,16 @@ struct RuncContainer {
 }
 
 impl RuncContainer {
-    /// `runc run -d` of `/bin/sleep 300` in a busybox bundle.
-    fn run() -> RuncContainer {
+    /// `runc run -d` of `/bin/sleep 300` in a busybox bundle, as `tracer-it-runc-PID-NAME`.
+    fn run(name: &str) -> RuncContainer {
         let bundle = TempDir::new("runc-bundle");
         // The rootfs path must be absolute and not go through a symlink (/tmp may be one).
         let dir = bundle.path().canonicalize().expect("canonical bundle path");
         let rootfs = dir.join("rootfs");
         busybox_rootfs(&rootfs);
         let c = RuncContainer {
-            id: format!("tracer-it-runc-{}", std::process::id()),
-            state_root: format!("/run/tracer-it-runc-{}", std::process::id()),
+            id: format!("tracer-it-runc-{}-{name}", std::process::id()),
+            state_root: format!("/run/tracer-it-runc-{}-{name}", std::process::id()),
             bundle,
             stopped: false,
         };
@@ -1000,11 +1000,21 @@ impl Drop for RuncContainer {
     }
 }
 
-/// Differences between the daemon's entry for the runc container and runc + /proc.
-fn runc_problems(listed: Option<&Value>, c: &RuncContainer, init: u32, execd: Option<u32>) -> Vec<String> {
+/// Differences between the daemon's list and runc + /proc for a runc container.
+fn runc_problems(list: &[Value], c: &RuncContainer, init: u32, execd: Option<u32>) -> Vec<String> {
     let what = format!("runc container {}", c.id);
-    let Some(l) = listed else { return vec![format!("{what}: not listed")] };
     let mut p = Vec::new();
+    let oracle = proc_oracle(&c.id);
+    for other in list.iter().filter(|l| l["id"] != c.id.as_str()) {
+        let stolen: Vec<&u32> = oracle.keys().filter(|pid| pids_of(other).contains(pid)).collect();
+        if !stolen.is_empty() {
+            p.push(format!("container {} claims processes of {what}: {stolen:?}", other["id"]));
+        }
+    }
+    let Some(l) = list.iter().find(|l| l["id"] == c.id.as_str()) else {
+        p.push(format!("{what}: not listed"));
+        return p;
+    };
     for (field, want) in [
         ("id", Value::from(c.id.as_str())),
         ("runtime", Value::from("runc")),
@@ -1017,7 +1027,7 @@ fn runc_problems(listed: Option<&Value>, c: &RuncContainer, init: u32, execd: Op
             p.push(format!("{what}: {field} is {} but runc says {want}", l[field]));
         }
     }
-    check_processes(l, &what, &proc_oracle(&c.id), &mut p);
+    check_processes(l, &what, &oracle, &mut p);
     if let Some(e) = execd
         && !pids_of(l).contains(&e)
     {
@@ -1031,10 +1041,9 @@ fn wait_runc_agrees(daemon: &Daemon, c: &RuncContainer, init: u32, execd: Option
     let t = Instant::now();
     loop {
         let list = containers(daemon);
-        let listed = list.iter().find(|l| l["id"] == c.id.as_str());
-        let problems = runc_problems(listed, c, init, execd);
+        let problems = runc_problems(&list, c, init, execd);
         if problems.is_empty() {
-            return listed.cloned().unwrap_or_default();
+            return list.iter().find(|l| l["id"] == c.id.as_str()).cloned().unwrap_or_default();
         }
         if t.elapsed() > SETTLE_TIMEOUT {
             panic!(
@@ -1061,37 +1070,54 @@ fn runc_container_seen_from_the_kernel() {
         eprintln!("skipping: no /bin/busybox");
         return;
     }
-    // Started before the daemon: found by its first walk.
-    let c = RuncContainer::run();
-    let state = c.state();
-    assert_eq!(state["status"], "running", "runc state: {state}");
-    let init = state["pid"].as_u64().expect("runc state pid") as u32;
+    // One started before the daemon (found by its first walk), one while it runs (live
+    // events).
+    let a = RuncContainer::run("a");
     let daemon = Daemon::start(&[]);
-    let listed = wait_runc_agrees(&daemon, &c, init, None);
-    assert_eq!(listed["name"], Value::Null, "a plain runc container has no name: {listed}");
+    let b = RuncContainer::run("b");
+    let mut inits = Vec::new();
+    for c in [&a, &b] {
+        let state = c.state();
+        assert_eq!(state["status"], "running", "runc state: {state}");
+        assert_eq!(state["id"], c.id.as_str(), "runc state: {state}");
+        let init = state["pid"].as_u64().expect("runc state pid") as u32;
+        let listed = wait_runc_agrees(&daemon, c, init, None);
+        assert_eq!(listed["name"], Value::Null, "a plain runc container has no name: {listed}");
+        assert_eq!(listed["processes"], 1, "{listed}");
+        inits.push(init);
+    }
 
-    // runc exec -d: a process joining it while the daemon runs (live events).
-    let st = c.detached(&["exec", "-d", &c.id, "/bin/sleep", "77"]);
-    assert!(st.success(), "runc exec -d failed ({st}): {}", c.log());
+    // runc exec -d: a process joining the one found by the walk, while the daemon runs.
+    let st = a.detached(&["exec", "-d", &a.id, "/bin/sleep", "77"]);
+    assert!(st.success(), "runc exec -d failed ({st}): {}", a.log());
     let t = Instant::now();
     let execd = loop {
-        if let Some(p) = execd_sleep(&c.id) {
+        if let Some(p) = execd_sleep(&a.id) {
             break p;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "runc exec'd sleep 77 not in /proc: {}", c.log());
+        assert!(t.elapsed() < Duration::from_secs(10), "runc exec'd sleep 77 not in /proc: {}", a.log());
         std::thread::sleep(Duration::from_millis(100));
     };
-    let listed = wait_runc_agrees(&daemon, &c, init, Some(execd));
+    let listed = wait_runc_agrees(&daemon, &a, inits[0], Some(execd));
     assert_eq!(listed["processes"], 2, "{listed}");
+    wait_runc_agrees(&daemon, &b, inits[1], None);
 
-    // Killed: it leaves the list, and nothing of it is left.
-    let id = c.id.clone();
-    c.stop();
+    // Killed: they leave the list, and nothing of them is left.
+    let ids = [a.id.clone(), b.id.clone()];
+    a.stop();
+    b.stop();
     let t = Instant::now();
     loop {
         let list = containers(&daemon);
-        let Some(left) = list.iter().find(|l| l["id"] == id.as_str()) else { break };
-        assert!(t.elapsed() < GONE_TIMEOUT, "runc container still listed {GONE_TIMEOUT:?} after its kill: {left:#}");
+        let left: Vec<&Value> =
+            list.iter().filter(|l| l["id"].as_str().is_some_and(|i| ids.iter().any(|x| x == i))).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            t.elapsed() < GONE_TIMEOUT,
+            "runc containers still listed {GONE_TIMEOUT:?} after their kill: {left:#?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     daemon.stop();
