@@ -23,6 +23,13 @@ pub enum Command {
     /// Print lifecycle events as they happen, one line each (or JSON lines).
     Events(EventsArgs),
     /// Print the process tree (like `ps afxuww`), or threads with -L.
+    ///
+    /// Columns: USER PID NSPID (the pid inside the process's own pid namespace, `-` in
+    /// the host's) PPID NLWP START TIME RSS COMMAND. A process whose container is not
+    /// its parent's starts that container's subtree, under a header row such as
+    /// `[docker 1a2b3c4d5e6f web-a busybox:1]` (runtime, short id, name and image when
+    /// Docker's state tells them, pod uid). -C lists containers' processes only,
+    /// container by container.
     Ps(PsArgs),
     /// Keep the tree in one long-running engine and serve it to clients over a Unix socket.
     Daemon(DaemonArgs),
@@ -34,16 +41,18 @@ pub enum Command {
     ///
     /// Shows every process as `ps afxuww` does (children indented under their parent
     /// with `\_ `): USER PID PPID THR (threads) SPAWN (threads created per second over the
-    /// last 5 s) AGE CONTAINER COMMAND. New processes and threads are highlighted (green,
+    /// last 5 s) AGE CONTAINER (the container's name, else its short id; `-` for none)
+    /// COMMAND. New processes and threads are highlighted (green,
     /// `+`) for 2 s; exited ones stay for the engine's linger (2 s), dimmed red (`x`) with
     /// their exit status or signal. Rows are sorted as a tree by (pid, start time) and the
     /// selection stays on its process as others come and go.
     ///
     /// Keys: arrows/PgUp/PgDn/Home/End move; Enter or Space shows a process's threads;
     /// `/` filters (text matched in comm or command line, `pid:N` for a subtree,
-    /// `user:NAME`, `container:ID`); Esc clears the filter; `c` groups by container (by
-    /// cgroup id until container names are known); `p` pauses the screen (events are
-    /// still applied); `?` help; `q` or Ctrl-C quits.
+    /// `user:NAME`, `container:ID` with a container's short id, id prefix or name, or
+    /// `-` for none); Esc clears the filter; `c` groups by container (headed by
+    /// runtime, short id and name); `p` pauses the screen (events are still applied);
+    /// `?` help; `q` or Ctrl-C quits.
     ///
     /// Header: tasks (all threads) = processes + threads (beyond each process's main
     /// thread), events/s, lost events, and `DEGRADED, repairing` after lost events.
@@ -130,6 +139,7 @@ impl EventsArgs {
             pid: self.filter.pid,
             comm: self.filter.comm.clone(),
             user: None,
+            container: None,
             no_threads: self.no_threads,
             no_kthreads: self.no_kthreads,
         }
@@ -189,6 +199,17 @@ pub struct PsArgs {
     /// The whole tree as JSON, every field.
     #[arg(long)]
     pub json: bool,
+    /// Only processes in containers, grouped by container: a header per container
+    /// (runtime, id, name, image, pod), then its processes' tree.
+    #[arg(long, short = 'C')]
+    pub containers: bool,
+    /// Only the processes of this container: short id, id prefix or name (implies -C).
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
+    /// Docker data root to read container names and images from (repeatable; default
+    /// /var/lib/docker). Through a daemon, the daemon's own --docker-root applies.
+    #[arg(long, value_name = "PATH")]
+    pub docker_root: Vec<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -201,12 +222,17 @@ pub struct WatchArgs {
     /// `user:NAME`, `container:ID` terms.
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
-    /// Start narrowed to this container (a placeholder for now: matches the cgroup id).
+    /// Start narrowed to this container: short id, id prefix or name (`-`: processes
+    /// in no container).
     #[arg(long, value_name = "ID")]
     pub container: Option<String>,
     /// Start narrowed to this process and its descendants.
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
+    /// Docker data root to read container names from (repeatable; default
+    /// /var/lib/docker). Through a daemon, the daemon's own --docker-root applies.
+    #[arg(long, value_name = "PATH")]
+    pub docker_root: Vec<std::path::PathBuf>,
 }
 
 /// Parses `4096`, `64K`, `8M`, `1G` into bytes.

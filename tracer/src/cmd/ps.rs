@@ -12,14 +12,22 @@ use crate::{
         client::Client,
         protocol::{Filter, Request, SnapshotFormat},
     },
-    render::{self, RenderOptions},
+    render::{self, Containers, Grouping, RenderOptions},
     tracker::{self, Tracker},
 };
 
 pub async fn run(args: PsArgs) -> Result<ExitCode> {
+    if let Some(c) = &args.container
+        && c.trim().is_empty()
+    {
+        anyhow::bail!("--container needs a container's short id, id prefix or name");
+    }
     if !args.client.standalone
         && let Some(mut client) = Client::connect(&args.client.socket).await?
     {
+        if !args.docker_root.is_empty() {
+            eprintln!("tracer: note: --docker-root is ignored through the daemon (it reads its own --docker-root)");
+        }
         let format = match (args.json, args.threads) {
             (true, _) => SnapshotFormat::Json,
             (false, true) => SnapshotFormat::Threads,
@@ -29,9 +37,11 @@ pub async fn run(args: PsArgs) -> Result<ExitCode> {
             pid: args.filter.pid,
             comm: args.filter.comm.clone(),
             user: args.user.clone(),
+            container: args.container.clone(),
             ..Filter::default()
         };
-        let v = client.request(&Request::Snapshot { format, filter, show_exited: false }).await?;
+        let request = Request::Snapshot { format, filter, show_exited: false, by_container: args.containers };
+        let v = client.request(&request).await?;
         let text = match v.get("text").and_then(serde_json::Value::as_str) {
             Some(t) => t.to_string(),
             None => {
@@ -57,15 +67,19 @@ pub async fn run(args: PsArgs) -> Result<ExitCode> {
     // Release what the walk left pending (process exits held for thread exits).
     tracker.engine.tick(clock::boot_now_ns(), &mut updates);
     let filter = render::Filter { pid: args.filter.pid, comm: args.filter.comm.clone(), user: args.user.clone() };
+    let grouping = Grouping { by_container: args.containers, container: args.container.clone() };
+    let enrich = crate::cmd::containers::enricher(&args.docker_root);
+    let cx = Containers::build(&tracker.engine, &tracker.cgroups, |c| enrich.lookup(c));
     let opts = render_options(false);
+    let engine = &tracker.engine;
     let text = if args.json {
-        let mut s = serde_json::to_string_pretty(&render::json(&tracker.engine, &filter, &opts))?;
+        let mut s = serde_json::to_string_pretty(&render::json_in(engine, &cx, &filter, &grouping, &opts))?;
         s.push('\n');
         s
     } else if args.threads {
-        render::threads(&tracker.engine, &filter, &opts)
+        render::threads_in(engine, &cx, &filter, &grouping, &opts)
     } else {
-        render::forest(&tracker.engine, &filter, &opts)
+        render::forest_in(engine, &cx, &filter, &grouping, &opts)
     };
     write_out(&text)?;
     if tracker.engine.degraded() {

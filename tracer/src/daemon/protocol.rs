@@ -23,6 +23,9 @@ pub enum Request {
         filter: Filter,
         #[serde(default)]
         show_exited: bool,
+        /// Only processes in containers, grouped by container (`tracer ps -C`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        by_container: bool,
     },
     Subscribe {
         #[serde(default)]
@@ -70,6 +73,10 @@ pub struct Filter {
     /// User name or uid (snapshots only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Only processes of the containers this names: short id, id prefix or name
+    /// (snapshots only; grouped by container as with `by_container`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     /// Leave out thread creations and exits (subscriptions only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_threads: bool,
@@ -104,8 +111,29 @@ mod tests {
             Ok(Request::Snapshot {
                 format: SnapshotFormat::Forest,
                 filter: Filter { pid: Some(1), ..Filter::default() },
-                show_exited: false
+                show_exited: false,
+                by_container: false,
             })
+        );
+        assert_eq!(
+            parse(br#"{"verb":"snapshot","by_container":true,"filter":{"container":"web"}}"#),
+            Ok(Request::Snapshot {
+                format: SnapshotFormat::Json,
+                filter: Filter { container: Some("web".into()), ..Filter::default() },
+                show_exited: false,
+                by_container: true,
+            })
+        );
+        // What older daemons know: a plain snapshot request names no new field.
+        let plain = Request::Snapshot {
+            format: SnapshotFormat::Forest,
+            filter: Filter::default(),
+            show_exited: false,
+            by_container: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&plain).unwrap_or_default(),
+            r#"{"verb":"snapshot","format":"forest","filter":{},"show_exited":false}"#
         );
         assert_eq!(
             parse(br#"{"verb":"subscribe"}"#),

@@ -114,6 +114,7 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
 
     let started = Instant::now();
     let enrich = crate::cmd::containers::enricher(&args.docker_root);
+    let mut names = render::NameCache::new(enrich.clone());
     let mut subs: Vec<Subscriber> = Vec::new();
     let mut rates = Rates::default();
     let boot = clock::boot_epoch_ns();
@@ -136,13 +137,13 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
                     dispatch(&mut subs, &tracker.engine, u, &mut json, boot);
                 }
                 updates.clear();
-                resync(&mut subs, &tracker.engine);
+                resync(&mut subs, &tracker, &mut names);
                 if step == Step::Ended {
                     bail!("the kernel event stream ended");
                 }
             }
             Some(ask) = ask_rx.recv() => {
-                let reply = answer(ask.request, &tracker, &mut subs, &rates, started, &enrich);
+                let reply = answer(ask.request, &tracker, &mut subs, &rates, started, &enrich, &mut names);
                 let _ = ask.reply.send(reply);
             }
             _ = term.recv() => break,
@@ -279,6 +280,11 @@ fn render_filter(f: &Filter) -> render::Filter {
     render::Filter { pid: f.pid, comm: f.comm.clone(), user: f.user.clone() }
 }
 
+/// The containers of the tracker's processes, names from the cache.
+fn containers(tracker: &Tracker, names: &mut render::NameCache) -> render::Containers {
+    render::Containers::build_cached(&tracker.engine, &tracker.cgroups, names)
+}
+
 /// Answers one request on the engine task.
 fn answer(
     req: Request,
@@ -287,6 +293,7 @@ fn answer(
     rates: &Rates,
     started: Instant,
     enrich: &crate::containers::Enricher,
+    names: &mut render::NameCache,
 ) -> Reply {
     let engine = &tracker.engine;
     match req {
@@ -294,19 +301,28 @@ fn answer(
             "ok": true, "version": env!("CARGO_PKG_VERSION"), "protocol": protocol::PROTOCOL,
         }))),
         Request::Stats => Reply::Line(to_line(&json!({"ok": true, "stats": stats_json(tracker, rates, started)}))),
-        Request::Snapshot { format, filter, show_exited } => {
+        Request::Snapshot { format, filter, show_exited, by_container } => {
             let opts = render_options(show_exited);
             let f = render_filter(&filter);
+            let g = render::Grouping { by_container, container: filter.container.clone() };
+            let cx = containers(tracker, names);
             Reply::Line(to_line(&match format {
-                SnapshotFormat::Json => json!({"ok": true, "snapshot": render::json(engine, &f, &opts)}),
-                SnapshotFormat::Forest => json!({"ok": true, "text": render::forest(engine, &f, &opts)}),
-                SnapshotFormat::Threads => json!({"ok": true, "text": render::threads(engine, &f, &opts)}),
+                SnapshotFormat::Json => json!({"ok": true, "snapshot": render::json_in(engine, &cx, &f, &g, &opts)}),
+                SnapshotFormat::Forest => json!({"ok": true, "text": render::forest_in(engine, &cx, &f, &g, &opts)}),
+                SnapshotFormat::Threads => {
+                    json!({"ok": true, "text": render::threads_in(engine, &cx, &f, &g, &opts)})
+                }
             }))
+        }
+        Request::Subscribe { filter, .. } if filter.container.is_some() => {
+            Reply::Line(protocol::error_line("filter.container applies to snapshots only"))
         }
         Request::Subscribe { format, filter } => {
             let (tx, rx) = mpsc::channel(QUEUE);
             let cut = Arc::new(AtomicBool::new(false));
-            let snap = render::json(engine, &render_filter(&filter), &render_options(true));
+            let cx = containers(tracker, names);
+            let g = render::Grouping::default();
+            let snap = render::json_in(engine, &cx, &render_filter(&filter), &g, &render_options(true));
             let first = to_line(&json!({"ok": true, "snapshot": snap}));
             subs.push(Subscriber { filter, format, tx, missed: 0, stalled_since: None, cut: cut.clone() });
             Reply::Subscribed { first, lines: rx, cut }
@@ -386,10 +402,12 @@ fn push(s: &mut Subscriber, bytes: Bytes) {
 
 /// Subscribers that missed lines: once their queue has room, a notice and a fresh
 /// snapshot to go on from; those stuck too long are cut loose.
-fn resync(subs: &mut Vec<Subscriber>, engine: &Engine) {
+fn resync(subs: &mut Vec<Subscriber>, tracker: &Tracker, names: &mut render::NameCache) {
     for s in subs.iter_mut().filter(|s| s.missed > 0) {
         if s.tx.capacity() >= QUEUE / 2 {
-            let snap = render::json(engine, &render_filter(&s.filter), &render_options(true));
+            let cx = containers(tracker, names);
+            let g = render::Grouping::default();
+            let snap = render::json_in(&tracker.engine, &cx, &render_filter(&s.filter), &g, &render_options(true));
             let notice = to_line(&json!({"missed": s.missed, "snapshot": snap}));
             if s.tx.try_send(Bytes::from(notice)).is_ok() {
                 s.missed = 0;

@@ -1,10 +1,11 @@
 //! `tracer watch` through a running daemon: the view is rebuilt from the daemon's
 //! JSON snapshots (`{"verb":"snapshot","format":"json","show_exited":true}`), taken
 //! every [`SNAPSHOT_EVERY`]. Each snapshot is loaded into a fresh engine (as a task
-//! iterator walk would be), so that the same view code draws it. Threads that
-//! appeared since the previous snapshot count as spawns.
+//! iterator walk would be), so that the same view code draws it; each process's
+//! container is the snapshot's (the daemon attributes and names them). Threads
+//! that appeared since the previous snapshot count as spawns.
 
-use std::time::Duration;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::{Result, anyhow};
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use crate::{
     },
     engine::{Engine, EngineConfig, FxHashSet},
     event::{Argv, Body, Comm, Event, ExitStatus, ProcRef, TaskInfo},
+    render::{Containers, Known},
 };
 
 /// How often a snapshot is requested.
@@ -27,6 +29,8 @@ pub const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
 pub struct DaemonSource {
     client: Client,
     pub engine: Engine,
+    /// The containers of its processes, as the daemon gave them.
+    pub containers: Containers,
     pub counters: Counters,
     /// Threads of the previous snapshot, (tid, start).
     threads: FxHashSet<(u32, u64)>,
@@ -133,11 +137,28 @@ pub fn engine_from_snapshot(snap: &Value, cfg: EngineConfig) -> (Engine, FxHashS
     (engine, unknown)
 }
 
+/// The containers of a snapshot's processes (their `container` objects), by cgroup.
+pub fn containers_from_snapshot(snap: &Value) -> Containers {
+    let mut cx = Containers::default();
+    let mut by_id: HashMap<String, Arc<Known>> = HashMap::new();
+    for p in snap.get("processes").and_then(Value::as_array).into_iter().flatten() {
+        let cgroup = u64_of(p, "cgroup_id");
+        if cx.of_cgroup(cgroup).is_some() {
+            continue;
+        }
+        let Some(k) = p.get("container").and_then(Known::from_json) else { continue };
+        let k = by_id.entry(k.container.id.clone()).or_insert_with(|| Arc::new(k)).clone();
+        cx.insert(cgroup, k);
+    }
+    cx
+}
+
 impl DaemonSource {
     pub fn new(client: Client) -> DaemonSource {
         DaemonSource {
             client,
             engine: Engine::new(crate::tracker::engine_config()),
+            containers: Containers::default(),
             counters: Counters::default(),
             threads: FxHashSet::default(),
             first: true,
@@ -147,10 +168,16 @@ impl DaemonSource {
     /// Takes a new snapshot (and the daemon's counters); counts the threads that
     /// appeared since the previous one as spawns in `view`.
     pub async fn refresh(&mut self, view: &mut View) -> Result<()> {
-        let req = Request::Snapshot { format: SnapshotFormat::Json, filter: Filter::default(), show_exited: true };
+        let req = Request::Snapshot {
+            format: SnapshotFormat::Json,
+            filter: Filter::default(),
+            show_exited: true,
+            by_container: false,
+        };
         let v = self.client.request(&req).await?;
         let snap = v.get("snapshot").ok_or_else(|| anyhow!("the tracer daemon sent no snapshot"))?;
         let (engine, unknown) = engine_from_snapshot(snap, crate::tracker::engine_config());
+        self.containers = containers_from_snapshot(snap);
         let mut threads = FxHashSet::default();
         for p in engine.live_processes() {
             for th in &p.threads {

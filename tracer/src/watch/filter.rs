@@ -1,10 +1,12 @@
 //! The `/` filter of `tracer watch`: free text matched (case-insensitively) in a
 //! process's comm or command line, and `pid:N` (that process and its descendants),
-//! `user:NAME` (name or uid) and `container:ID` terms. All given conditions hold.
+//! `user:NAME` (name or uid) and `container:ID` (a container's short id, id prefix
+//! or name; `-`: in no container) terms. All given conditions hold.
 
 use crate::engine::Process;
+use crate::render::Known;
 
-/// The container column's text until containers are attributed.
+/// The container column's text for a process in no container.
 pub const NO_CONTAINER: &str = "-";
 
 /// A parsed filter.
@@ -44,9 +46,9 @@ impl Filter {
         *self == Filter::default()
     }
 
-    /// Whether `p` passes the text, user and container conditions (`pid` is the
-    /// caller's: it needs the tree).
-    pub fn matches(&self, p: &Process) -> bool {
+    /// Whether `p`, in `container`, passes the text, user and container conditions
+    /// (`pid` is the caller's: it needs the tree).
+    pub fn matches(&self, p: &Process, container: Option<&Known>) -> bool {
         if !self.text.is_empty() && !contains_ci(p.comm.as_bytes(), &self.text) && !contains_ci(&p.argv.raw, &self.text)
         {
             return false;
@@ -57,11 +59,14 @@ impl Filter {
         {
             return false;
         }
-        if let Some(c) = &self.container
-            && c != NO_CONTAINER
-            && c.parse::<u64>().ok() != Some(p.cgroup_id)
-        {
-            return false;
+        if let Some(q) = &self.container {
+            let ok = match container {
+                None => q == NO_CONTAINER,
+                Some(k) => k.matches(q),
+            };
+            if !ok {
+                return false;
+            }
         }
         true
     }

@@ -52,6 +52,7 @@ use crate::{
     cli::WatchArgs,
     clock,
     daemon::client::Client,
+    render::{Containers, NameCache},
     tracker::{self, Step, Tracker},
 };
 use view::{Action, Config, Counters, View};
@@ -115,11 +116,12 @@ pub fn initial_filter(args: &WatchArgs) -> String {
 async fn in_process(args: &WatchArgs, mut view: View) -> Result<ExitCode> {
     let mut updates = Vec::with_capacity(4096);
     let mut tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
+    let mut names = NameCache::new(crate::cmd::containers::enricher(&args.docker_root));
     // The start-up walk is the state shown, not news.
     updates.clear();
     tracker.engine.tick(clock::boot_now_ns(), &mut updates);
     updates.clear();
-    view.rebuild(&tracker.engine, Counters::of(&tracker.engine), clock::boot_now_ns());
+    rebuild_local(&mut view, &tracker, &mut names);
     // From here on Ctrl-C and SIGTERM end the loop (before, they end the process:
     // the terminal is still as it was).
     let signals = Signals::new()?;
@@ -147,7 +149,7 @@ async fn in_process(args: &WatchArgs, mut view: View) -> Result<ExitCode> {
         }
         let (rebuild, draw) = pace.decide(act, view.paused());
         if rebuild {
-            view.rebuild(&tracker.engine, Counters::of(&tracker.engine), clock::boot_now_ns());
+            rebuild_local(&mut view, &tracker, &mut names);
         }
         if draw {
             ui.draw(&mut view)?;
@@ -156,11 +158,18 @@ async fn in_process(args: &WatchArgs, mut view: View) -> Result<ExitCode> {
     ui.finish()
 }
 
+/// Rebuilds the view from the engine in this process, its containers named from
+/// `names` (read at most every few seconds per container, not every frame).
+fn rebuild_local(view: &mut View, tracker: &Tracker, names: &mut NameCache) {
+    let cx = Containers::build_cached(&tracker.engine, &tracker.cgroups, names);
+    view.rebuild(&tracker.engine, &cx, Counters::of(&tracker.engine), clock::boot_now_ns());
+}
+
 /// Through a running daemon: its snapshots, every 500 ms.
 async fn via_daemon(client: Client, mut view: View) -> Result<ExitCode> {
     let mut src = daemon::DaemonSource::new(client);
     src.refresh(&mut view).await?;
-    view.rebuild(&src.engine, src.counters, clock::boot_now_ns());
+    view.rebuild(&src.engine, &src.containers, src.counters, clock::boot_now_ns());
     let signals = Signals::new()?;
     let mut ui = Ui::start(signals)?;
     ui.draw(&mut view)?;
@@ -191,7 +200,7 @@ async fn via_daemon(client: Client, mut view: View) -> Result<ExitCode> {
         }
         let (rebuild, draw) = pace.decide(act, view.paused());
         if rebuild {
-            view.rebuild(&src.engine, src.counters, clock::boot_now_ns());
+            view.rebuild(&src.engine, &src.containers, src.counters, clock::boot_now_ns());
         }
         if draw {
             ui.draw(&mut view)?;

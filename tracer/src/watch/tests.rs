@@ -12,10 +12,12 @@ use ratatui::{
 use super::daemon::engine_from_snapshot;
 use super::filter::{Filter, contains_ci};
 use super::ui::{age, spawn_rate};
-use super::view::{Action, Config, Counters, Row, RowKey, View};
+use super::view::{Action, Config, Counters, Row, RowKey, View, group_key};
 use crate::engine::testkit::{MS, SEC, clone, exec, fork, pexit, pr, tk};
 use crate::engine::{Engine, EngineConfig, Update};
 use crate::event::{Body, Comm, Event, ExitStatus, TaskInfo};
+use crate::render::{Containers, Known};
+use std::sync::Arc;
 
 const NOW: u64 = 10 * SEC;
 
@@ -90,7 +92,19 @@ fn view() -> View {
 }
 
 fn rebuild(v: &mut View, e: &Engine, now: u64) {
-    v.rebuild(e, Counters::of(e), now);
+    v.rebuild(e, &Containers::default(), Counters::of(e), now);
+}
+
+const ID_A: &str = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b";
+
+/// Cgroup 5 is docker container `web-a`, cgroup 6 a runc container without a name.
+fn two_containers() -> Containers {
+    let mut cx = Containers::default();
+    let docker = crate::container::from_cgroup_path(&format!("/docker/{ID_A}")).expect("docker");
+    cx.insert(5, Arc::new(Known { container: docker, name: Some("web-a".into()), image: Some("busybox:1".into()) }));
+    let runc = crate::container::plain("/a-rather-long-box-name").expect("runc");
+    cx.insert(6, Arc::new(Known { container: runc, name: None, image: None }));
+    cx
 }
 
 fn draw(v: &mut View, w: u16, h: u16) -> Buffer {
@@ -248,8 +262,7 @@ fn filter_prompt_narrows_the_view() {
         ("-k start", vec![200, 300]),
         ("pid:999", vec![]),
         ("container:-", vec![1, 100, 200, 300]),
-        ("container:7", vec![1, 100, 200, 300]),
-        ("container:8", vec![]),
+        ("container:7", vec![]),
     ] {
         let mut v = View::new(Config::default(), f);
         rebuild(&mut v, &e, NOW);
@@ -400,9 +413,10 @@ fn events_per_second_from_the_counters() {
     let mut v = view();
     let e = world(&mut v);
     let c = |n| Counters { events_total: n, ..Counters::of(&e) };
-    v.rebuild(&e, c(100), NOW);
-    v.rebuild(&e, c(150), NOW + SEC / 2);
-    v.rebuild(&e, c(300), NOW + SEC);
+    let cx = Containers::default();
+    v.rebuild(&e, &cx, c(100), NOW);
+    v.rebuild(&e, &cx, c(150), NOW + SEC / 2);
+    v.rebuild(&e, &cx, c(300), NOW + SEC);
     assert!(screen(&mut v, 100, 4)[0].contains("events/s 200 "));
 }
 
@@ -458,9 +472,8 @@ fn keys_move_page_and_quit() {
     assert_eq!(v.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), Action::Quit);
 }
 
-#[test]
-fn group_by_cgroup() {
-    let mut v = view();
+/// a (10, cgroup 5) -> b (20, cgroup 9) and c (30, cgroup 5) -> d (40, cgroup 6).
+fn contained(v: &mut View) -> Engine {
     let mut e = engine();
     let mut a = task(10, 10, 0, "a");
     a.cgroup_id = 5;
@@ -468,24 +481,83 @@ fn group_by_cgroup() {
     b.cgroup_id = 9;
     let mut c = task(30, 30, 10, "c");
     c.cgroup_id = 5;
-    apply(&mut e, &mut v, vec![fork(1, a), fork(2, b), fork(3, c)]);
-    assert_eq!(key(&mut v, KeyCode::Char('c')), Action::Rebuild);
-    rebuild(&mut v, &e, NOW);
-    let got = screen(&mut v, 90, 9);
+    let mut d = task(40, 40, 30, "d");
+    d.cgroup_id = 6;
+    apply(&mut e, v, vec![fork(1, a), fork(2, b), fork(3, c), fork(4, d)]);
+    e
+}
+
+#[test]
+fn container_column_and_filter() {
+    let mut v = view();
+    let e = contained(&mut v);
+    let cx = two_containers();
+    v.rebuild(&e, &cx, Counters::of(&e), NOW);
+    let got = screen(&mut v, 90, 8);
     assert_eq!(
-        got[1..8],
+        got[3..7],
         [
-            "3 of 3 processes  grouped by cgroup  ? help  / filter  q quit",
-            "  USER         PID    PPID  THR   SPAWN    AGE CONTAINER    COMMAND",
-            "  cgroup 5: 2 processes (container names come later)",
-            "  1000          10       0    1             9s -            [a]",
-            "  1000          30      10    1             9s -             \\_ [c]",
-            "  cgroup 9: 1 process (container names come later)",
-            "  1000          20      10    1             9s -            [b]",
+            "  1000          10       0    1             9s web-a        [a]",
+            "  1000          20      10    1             9s -             \\_ [b]",
+            "  1000          30      10    1             9s web-a         \\_ [c]",
+            "  1000          40      30    1             9s a-rather-lo+      \\_ [d]",
         ],
         "\n{}",
         got.join("\n")
     );
+    // container: by name, short id, id prefix (any case), `-` for none.
+    for (f, want) in [
+        ("container:web-a", vec![10, 30]),
+        ("container:1a2b3c4d5e6f", vec![10, 30]),
+        ("container:1A2B", vec![10, 30]),
+        (&format!("container:{ID_A}"), vec![10, 30]),
+        ("container:a-rather-long-box-name", vec![40]),
+        ("container:a-rather", vec![40]),
+        ("container:-", vec![20]),
+        ("container:web-b", vec![]),
+        ("container:5", vec![]),
+    ] {
+        let mut v = View::new(Config::default(), f);
+        v.rebuild(&e, &cx, Counters::of(&e), NOW);
+        assert_eq!(pids(&v), want, "filter {f:?}");
+    }
+}
+
+#[test]
+fn group_by_container() {
+    let mut v = view();
+    let e = contained(&mut v);
+    let cx = two_containers();
+    assert_eq!(key(&mut v, KeyCode::Char('c')), Action::Rebuild);
+    v.rebuild(&e, &cx, Counters::of(&e), NOW);
+    let got = screen(&mut v, 90, 11);
+    assert_eq!(
+        got[1..10],
+        [
+            "4 of 4 processes  grouped by container  ? help  / filter  q quit",
+            "  USER         PID    PPID  THR   SPAWN    AGE CONTAINER    COMMAND",
+            "  no container: 1 process",
+            "  1000          20      10    1             9s -            [b]",
+            "  runc a-rather-long-box-name: 1 process",
+            "  1000          40      30    1             9s a-rather-lo+ [d]",
+            "  docker 1a2b3c4d5e6f web-a busybox:1: 2 processes",
+            "  1000          10       0    1             9s web-a        [a]",
+            "  1000          30      10    1             9s web-a         \\_ [c]",
+        ],
+        "\n{}",
+        got.join("\n")
+    );
+    assert_eq!(v.rows()[0].key(), RowKey::Group(0));
+    let web = Known { container: cx.of_cgroup(5).expect("web-a").container.clone(), name: None, image: None };
+    assert_eq!(v.rows()[4].key(), RowKey::Group(group_key(Some(&web))));
+    // The selection stays on a group's header when the rows change.
+    key(&mut v, KeyCode::Down);
+    key(&mut v, KeyCode::Down);
+    key(&mut v, KeyCode::Down);
+    key(&mut v, KeyCode::Down);
+    assert_eq!(v.selected(), Some(RowKey::Group(group_key(Some(&web)))));
+    v.rebuild(&e, &Containers::default(), Counters::of(&e), NOW);
+    assert_eq!(pids(&v), [10, 20, 30, 40]);
 }
 
 #[test]
@@ -525,6 +597,7 @@ fn snapshots_load_into_the_same_view() {
     let snap = crate::render::json(&e, &crate::render::Filter::default(), &opts);
     let (copy, unknown) = engine_from_snapshot(&snap, EngineConfig { passwd: None, ..Default::default() });
     assert!(unknown.is_empty());
+    assert!(super::daemon::containers_from_snapshot(&snap).is_empty());
     let mut w = view();
     // Spawn rates come from the updates, not the snapshot: count them the same way.
     for ts in [9_500 * MS, 9_500 * MS, 9_600 * MS] {
@@ -532,6 +605,27 @@ fn snapshots_load_into_the_same_view() {
     }
     rebuild(&mut w, &copy, NOW);
     assert_eq!(screen(&mut w, 100, 9)[2..], direct[2..]);
+}
+
+#[test]
+fn containers_come_from_the_daemons_snapshot() {
+    let mut v = view();
+    let e = contained(&mut v);
+    let cx = two_containers();
+    v.rebuild(&e, &cx, Counters::of(&e), NOW);
+    let direct = screen(&mut v, 90, 8);
+    let opts = crate::render::RenderOptions { show_exited: true, ..Default::default() };
+    let g = crate::render::Grouping::default();
+    let snap = crate::render::json_in(&e, &cx, &crate::render::Filter::default(), &g, &opts);
+    let (copy, _) = engine_from_snapshot(&snap, EngineConfig { passwd: None, ..Default::default() });
+    let copy_cx = super::daemon::containers_from_snapshot(&snap);
+    for cgroup in [5, 6] {
+        assert_eq!(copy_cx.of_cgroup(cgroup), cx.of_cgroup(cgroup), "cgroup {cgroup}");
+    }
+    assert_eq!(copy_cx.of_cgroup(9), None);
+    let mut w = view();
+    w.rebuild(&copy, &copy_cx, Counters::of(&copy), NOW);
+    assert_eq!(screen(&mut w, 90, 8)[2..], direct[2..]);
 }
 
 #[test]

@@ -44,9 +44,10 @@ const HELP: &[&str] = &[
     "Up/Down j/k  move          PgUp/PgDn  page     Home/End  first/last",
     "Enter/Space  show or hide the threads of the selected process",
     "/            filter: text in comm or command line, pid:N (subtree),",
-    "             user:NAME, container:ID; Enter keeps it, Esc clears it",
+    "             user:NAME, container:ID (short id, id prefix, name, or -",
+    "             for none); Enter keeps it, Esc clears it",
     "Esc          clear the filter",
-    "c            group by container (by cgroup id for now)",
+    "c            group by container (runtime, short id, name)",
     "p            pause the screen (events are still applied)",
     "?            this help         q, Ctrl-C  quit",
     "",
@@ -124,16 +125,27 @@ pub fn command(p: &ProcRow) -> String {
     s
 }
 
-fn container(_p: &ProcRow) -> &'static str {
-    NO_CONTAINER
+/// CONTAINER: the container's name, else its short id (cut to 12 with a `+`); `-`
+/// for none.
+pub fn container(p: &ProcRow) -> String {
+    match &p.container {
+        None => NO_CONTAINER.to_string(),
+        Some(k) => {
+            let n = printable(k.short_name());
+            if n.chars().count() > 12 { format!("{}+", n.chars().take(11).collect::<String>()) } else { n }
+        }
+    }
 }
 
 /// The text of a row (without its marker).
 pub fn row_text(row: &Row, now: u64) -> String {
     match row {
-        Row::Group { cgroup, processes } => {
+        Row::Group { container, processes, .. } => {
             let n = if *processes == 1 { "process" } else { "processes" };
-            format!("cgroup {cgroup}: {processes} {n} (container names come later)")
+            match container {
+                Some(k) => format!("{}: {processes} {n}", printable(&k.label())),
+                None => format!("no container: {processes} {n}"),
+            }
         }
         Row::Proc(p) => format!(
             "{:<8} {:>7} {:>7} {:>4} {:>7} {:>6} {:<12} {}",
@@ -259,7 +271,7 @@ impl View {
             let _ = write!(text, "  filter: {}", self.filter_text);
         }
         if self.grouped {
-            text.push_str("  grouped by cgroup");
+            text.push_str("  grouped by container");
         }
         if let Some(n) = &self.cfg.source_note {
             let _ = write!(text, "  {n}");

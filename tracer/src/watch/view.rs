@@ -3,7 +3,7 @@
 //! and the thread spawn rates counted from the engine's updates. No I/O and no
 //! clock reads: callers pass the boot-clock time.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -11,6 +11,7 @@ use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventK
 use super::filter::Filter;
 use crate::engine::{Engine, FxHashMap, FxHashSet, ProcState, Process, Update};
 use crate::event::{Argv, Body, Comm, ProcRef};
+use crate::render::{Containers, Known};
 
 pub const SEC: u64 = 1_000_000_000;
 /// How long new processes and threads stay highlighted, ns.
@@ -62,9 +63,19 @@ impl Spawns {
 /// What identifies a row across rebuilds (the selection follows it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RowKey {
+    /// A container's group, by [`group_key`].
     Group(u64),
     Proc(ProcRef),
     Thread(ProcRef, u32),
+}
+
+/// The key of a container's group row: a hash of its id (FNV-1a), 0 for the
+/// processes in no container.
+pub fn group_key(container: Option<&Known>) -> u64 {
+    let Some(k) = container else { return 0 };
+    let h =
+        k.container.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    h.max(1)
 }
 
 /// A process as shown: what drawing needs, copied (cheaply: shared strings and
@@ -80,6 +91,8 @@ pub struct ProcRow {
     pub argv: Argv,
     pub kthread: bool,
     pub cgroup_id: u64,
+    /// Its container, if it is in one.
+    pub container: Option<Arc<Known>>,
     pub state: ProcState,
     /// Threads created in the last [`SPAWN_WINDOW_NS`].
     pub spawns: u32,
@@ -100,9 +113,10 @@ pub struct ThreadRow {
 
 #[derive(Clone, Debug)]
 pub enum Row {
-    /// The header of a group of processes with the same cgroup.
+    /// The header of the processes of one container (None: those in none).
     Group {
-        cgroup: u64,
+        key: u64,
+        container: Option<Arc<Known>>,
         processes: usize,
     },
     Proc(ProcRow),
@@ -112,7 +126,7 @@ pub enum Row {
 impl Row {
     pub fn key(&self) -> RowKey {
         match self {
-            Row::Group { cgroup, .. } => RowKey::Group(*cgroup),
+            Row::Group { key, .. } => RowKey::Group(*key),
             Row::Proc(p) => RowKey::Proc(p.id),
             Row::Thread(t) => RowKey::Thread(t.proc, t.tid),
         }
@@ -265,8 +279,9 @@ impl View {
         self.filter_text = text;
     }
 
-    /// Rebuilds the rows from the model, keeping the selection on its process.
-    pub fn rebuild(&mut self, engine: &Engine, counters: Counters, now: u64) {
+    /// Rebuilds the rows from the model (processes in the containers `cx` says),
+    /// keeping the selection on its process.
+    pub fn rebuild(&mut self, engine: &Engine, cx: &Containers, counters: Counters, now: u64) {
         self.now = now;
         self.samples.push_back((now, counters.events_total));
         while self.samples.len() > 2 && self.samples[1].0.saturating_add(EVENTS_WINDOW_NS) <= now {
@@ -285,7 +300,7 @@ impl View {
         let mut chosen: Vec<&Process> = engine
             .processes()
             .filter(|p| {
-                self.filter.matches(p)
+                self.filter.matches(p, cx.of(p).map(|k| &**k))
                     && match anchor {
                         None => true,
                         Some(None) => false,
@@ -297,16 +312,25 @@ impl View {
 
         let mut rows = Vec::with_capacity(chosen.len() + 8);
         if self.grouped {
-            let mut groups: BTreeMap<u64, Vec<&Process>> = BTreeMap::new();
+            // The processes in no container first, then each container's, by name.
+            let mut groups: FxHashMap<u64, (Option<&Arc<Known>>, Vec<&Process>)> = FxHashMap::default();
             for p in chosen.iter().copied() {
-                groups.entry(p.cgroup_id).or_default().push(p);
+                let k = cx.of(p);
+                groups.entry(group_key(k.map(|k| &**k))).or_insert((k, Vec::new())).1.push(p);
             }
-            for (cgroup, members) in groups {
-                rows.push(Row::Group { cgroup, processes: members.len() });
-                self.forest(&members, &mut rows);
+            let mut groups: Vec<_> = groups.into_iter().collect();
+            groups.sort_by(|a, b| {
+                let order = |g: &(u64, (Option<&Arc<Known>>, Vec<&Process>))| {
+                    g.1.0.map(|k| (k.short_name().to_string(), k.container.id.clone()))
+                };
+                order(a).cmp(&order(b))
+            });
+            for (key, (container, members)) in groups {
+                rows.push(Row::Group { key, container: container.cloned(), processes: members.len() });
+                self.forest(&members, cx, &mut rows);
             }
         } else {
-            self.forest(&chosen, &mut rows);
+            self.forest(&chosen, cx, &mut rows);
         }
         self.header = Header { counters, events_per_s, shown: chosen.len(), total: engine.len() };
         self.set_rows(rows);
@@ -314,7 +338,7 @@ impl View {
 
     /// Appends `members` (sorted by pid, start) as a forest: a member whose parent is
     /// not a member is a root.
-    fn forest(&self, members: &[&Process], rows: &mut Vec<Row>) {
+    fn forest(&self, members: &[&Process], cx: &Containers, rows: &mut Vec<Row>) {
         let ids: FxHashSet<ProcRef> = members.iter().map(|p| p.id()).collect();
         let mut kids: FxHashMap<ProcRef, Vec<&Process>> = FxHashMap::default();
         let mut roots = Vec::new();
@@ -333,7 +357,7 @@ impl View {
                 if !done.insert(p.id()) {
                     continue;
                 }
-                self.push_process(p, depth, rows);
+                self.push_process(p, depth, cx, rows);
                 if let Some(ks) = kids.get(&p.id()) {
                     stack.extend(ks.iter().rev().map(|&k| (k, depth + 1)));
                 }
@@ -341,7 +365,7 @@ impl View {
         }
     }
 
-    fn push_process(&self, p: &Process, depth: usize, rows: &mut Vec<Row>) {
+    fn push_process(&self, p: &Process, depth: usize, cx: &Containers, rows: &mut Vec<Row>) {
         let id = p.id();
         rows.push(Row::Proc(ProcRow {
             id,
@@ -353,6 +377,7 @@ impl View {
             argv: p.argv.clone(),
             kthread: p.kthread,
             cgroup_id: p.cgroup_id,
+            container: cx.of(p).cloned(),
             state: p.state,
             spawns: self.spawns.get(&id).map_or(0, |s| s.count(self.now)),
             depth,
