@@ -312,6 +312,8 @@ fn malformed_requests_get_errors() {
         (b"{\"verb\":\"reboot\"}\n", "unknown variant"),
         (b"{\"verb\":\"snapshot\",\"format\":\"png\"}\n", "unknown variant"),
         (b"\xff\xfe\n", "UTF-8"),
+        (b"{\"verb\":\"snapshot\",\"by_container\":\"yes\"}\n", "bad request"),
+        (b"{\"verb\":\"subscribe\",\"filter\":{\"container\":\"web\"}}\n", "snapshots only"),
     ] {
         let v = ask(&d, req);
         assert_eq!(v["ok"], false, "{v}");

@@ -578,3 +578,162 @@ fn apache_httpd_subtree_equals_proc() {
     );
     d.stop();
 }
+
+// ---------------------------------------------------------------------------------------
+// 6. Pid namespaces and containers
+
+/// Where the cgroup2 hierarchy is mounted (`/sys/fs/cgroup` or, on hybrid hosts,
+/// `/sys/fs/cgroup/unified`), from /proc/self/mountinfo.
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        (post.split_whitespace().next()? == "cgroup2").then(|| pre.split_whitespace().nth(4).map(Into::into))?
+    })
+}
+
+/// A cgroup of the test's own, removed (once its processes are gone) on drop.
+struct OwnCgroup(std::path::PathBuf);
+
+impl Drop for OwnCgroup {
+    fn drop(&mut self) {
+        let t = Instant::now();
+        while std::fs::remove_dir(&self.0).is_err() && self.0.exists() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if self.0.exists() {
+            eprintln!("warning: could not remove {}", self.0.display());
+        }
+    }
+}
+
+/// The last field of `NSpid:` in /proc/PID/status: the pid in its own namespace.
+fn proc_ns_pid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("NSpid:"))?.split_whitespace().last()?.parse().ok()
+}
+
+/// Runs `tracer ARGS`, which must succeed; its stdout.
+fn tracer_out<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
+    let out = util::run(Command::new(util::TRACER).args(args), Duration::from_secs(60));
+    assert!(out.status.success(), "tracer {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The row of `pid` in a `tracer ps` table: its whitespace-separated cells.
+fn ps_row(text: &str, pid: u32) -> Option<Vec<String>> {
+    text.lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .find(|cells| cells.get(1).is_some_and(|c| *c == pid.to_string()))
+}
+
+/// Processes in a pid namespace of their own (`unshare --pid --fork`), in a cgroup of
+/// their own: `tracer ps --json` gives their pid inside as /proc/PID/status's NSpid
+/// does, and attributes them to that cgroup as a plain runc container; `ps` shows the
+/// NSPID column and the container's header, `ps -C` and `--container` list them
+/// alone. In-process and through the daemon alike.
+#[test]
+fn pid_namespace_and_own_cgroup_in_ps() {
+    if !util::require_root() || !util::require_tool("unshare") {
+        return;
+    }
+    let _t = Timed::start("pid_namespace_and_own_cgroup_in_ps");
+    let Some(mount) = cgroup2_mount() else {
+        eprintln!("skipping: no cgroup2 hierarchy mounted");
+        return;
+    };
+    let d = Daemon::start(&[]);
+    let name = format!("tracer-it-nspid-{}", std::process::id());
+    let cg = OwnCgroup(mount.join(&name));
+    std::fs::create_dir(&cg.0).unwrap_or_else(|e| panic!("mkdir {}: {e}", cg.0.display()));
+    // Inside: move into the cgroup, start a child (pid 2 inside), become `sleep` (pid 1).
+    let script = format!("echo 0 > {}/cgroup.procs || exit 1; sleep 300 & echo ready; exec sleep 301", cg.0.display());
+    let mut w = Workload::spawn_group(
+        "unshare",
+        Command::new("unshare").args(["--pid", "--fork", "--mount-proc", "sh", "-c", &script]),
+    );
+    assert_eq!(w.line(LINE_TIMEOUT), "ready", "the namespaced shell should say ready");
+    let unshare = w.pid();
+    // The oracle: /proc, once the init has become sleep 301.
+    let found = poll(Duration::from_secs(10), || {
+        let init = *proc_children(unshare).first()?;
+        let bg = *proc_children(init).first()?;
+        let comm = |p: u32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        (comm(init).trim() == "sleep" && comm(bg).trim() == "sleep").then_some((init, bg))
+    });
+    let (init, bg) = found.unwrap_or_else(|| panic!("unshare {unshare}: no init running sleep with a child"));
+    let inside: Vec<(u32, u32)> =
+        [init, bg].iter().map(|&p| (p, proc_ns_pid(p).unwrap_or_else(|| panic!("no NSpid for {p}")))).collect();
+    assert_eq!(inside.iter().map(|x| x.1).collect::<Vec<_>>(), [1, 2], "NSpid of {inside:?}");
+    assert_eq!(proc_ns_pid(unshare), Some(unshare));
+    eprintln!("unshare {unshare}, inside: {inside:?}, cgroup {}", cg.0.display());
+
+    let socket = d.socket().display().to_string();
+    let ways: [(&str, Vec<&str>); 2] = [("in-process", vec!["--standalone"]), ("daemon", vec!["--socket", &socket])];
+    for (way, extra) in &ways {
+        let args = |more: &[&str]| -> Vec<String> { more.iter().chain(extra.iter()).map(|s| s.to_string()).collect() };
+        // The daemon has events to apply: poll it until its tree has them.
+        let check_json = |text: &str| -> Result<(), String> {
+            let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+            let procs = v["processes"].as_array().ok_or("no processes")?;
+            let find = |pid: u32| procs.iter().find(|p| p["pid"] == pid).ok_or(format!("no pid {pid}"));
+            for &(pid, ns) in &inside {
+                let p = find(pid)?;
+                if p["ns_pid"] != ns || p["container"]["runtime"] != "runc" || p["container"]["id"] != name.as_str() {
+                    return Err(format!("pid {pid} (NSpid {ns}): {p}"));
+                }
+            }
+            let u = find(unshare)?;
+            if u["ns_pid"] != unshare || !u["container"].is_null() {
+                return Err(format!("unshare {unshare}: {u}"));
+            }
+            Ok(())
+        };
+        let mut last = String::new();
+        let ok = poll(Duration::from_secs(10), || match check_json(&tracer_out(&args(&["ps", "--json"]))) {
+            Ok(()) => Some(()),
+            Err(e) => {
+                last = e;
+                None
+            }
+        });
+        assert!(ok.is_some(), "{way}: tracer ps --json: {last}");
+
+        // The forest: NSPID, and the container's header right above its init.
+        let text = tracer_out(&args(&["ps"]));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].split_whitespace().take(3).eq(["USER", "PID", "NSPID"]), "{way}: {}", lines[0]);
+        let row = |pid: u32| ps_row(&text, pid).unwrap_or_else(|| panic!("{way}: no row of {pid}:\n{text}"));
+        assert_eq!(row(unshare)[2], "-", "{way}");
+        for &(pid, ns) in &inside {
+            assert_eq!(row(pid)[2], ns.to_string(), "{way}: NSPID of {pid}");
+        }
+        let at = lines.iter().position(|l| ps_row(l, init).is_some()).expect("init's line");
+        assert_eq!(lines[at - 1].trim(), format!("[runc {name}]"), "{way}: the header above {init}:\n{text}");
+
+        // -C: the container's processes only, under its header.
+        let text = tracer_out(&args(&["ps", "-C"]));
+        let header = format!("[runc {name}]");
+        let start = text.lines().position(|l| l.trim() == header).unwrap_or_else(|| panic!("{way}: -C:\n{text}"));
+        let mine: Vec<u32> = text
+            .lines()
+            .skip(start + 1)
+            .take_while(|l| !l.trim_start().starts_with("[runc ") && !l.trim_start().starts_with("[docker "))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .collect();
+        assert_eq!(mine, [init, bg], "{way}: -C:\n{text}");
+        assert!(ps_row(&text, unshare).is_none(), "{way}: -C shows the host's unshare:\n{text}");
+
+        // --container NAME, as JSON: exactly these two.
+        let v: Value = serde_json::from_str(&tracer_out(&args(&["ps", "--json", "--container", &name]))).expect("JSON");
+        let pids: Vec<u64> =
+            v["processes"].as_array().expect("processes").iter().filter_map(|p| p["pid"].as_u64()).collect();
+        assert_eq!(pids, [u64::from(init), u64::from(bg)], "{way}: --container {name}");
+        // -L: the threads view has NSPID too.
+        let text = tracer_out(&args(&["ps", "-L", "--pid", &init.to_string()]));
+        assert_eq!(ps_row(&text, init).map(|r| r[2].clone()), Some("1".to_string()), "{way}: -L:\n{text}");
+    }
+    drop(w);
+    drop(cg);
+    d.stop();
+}
