@@ -142,6 +142,7 @@ impl EventsArgs {
             container: None,
             no_threads: self.no_threads,
             no_kthreads: self.no_kthreads,
+            containers: self.containers,
         }
     }
 }
@@ -180,6 +181,17 @@ pub struct EventsArgs {
     /// Leave out events of kernel threads.
     #[arg(long)]
     pub no_kthreads: bool,
+    /// Tell each container start as one story instead of printing events: the
+    /// runtime chain (shim, runtime create, runtime init, pid 1 in new namespaces,
+    /// cgroup entered, runtime start, entrypoint exec, first child and thread) with
+    /// the time of each stage; and each stop: pid 1's exit status, the last process
+    /// and the shim gone. A story is printed 1 s after its entrypoint's exec (or its
+    /// pid 1's exit).
+    #[arg(long)]
+    pub containers: bool,
+    /// Docker data root to read container names and images from (repeatable; default /var/lib/docker).
+    #[arg(long, value_name = "PATH", requires = "containers")]
+    pub docker_root: Vec<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -23,6 +23,7 @@ use crate::{
         protocol::{LineFormat, Request},
     },
     output::{self, Line},
+    story::Stories,
     stream,
     tracker::{self, Step, Tracker},
 };
@@ -47,6 +48,9 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
     let mut printer = Printer::new(args.json, boot);
     let filter = args.stream_filter();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    if args.containers {
+        return stories(args, tracker, stop, updates, boot).await;
+    }
     loop {
         let step = tokio::select! {
             input = tracker.next_input() => tracker.handle(input, &mut updates).await?,
@@ -85,6 +89,72 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--containers`: container starts and stops as stories.
+async fn stories(
+    args: EventsArgs,
+    mut tracker: Tracker,
+    mut stop: Stop,
+    mut updates: Vec<crate::engine::Update>,
+    boot: i128,
+) -> Result<ExitCode> {
+    let mut stories = Stories::new(crate::cmd::containers::enricher(&args.docker_root));
+    let mut told = Vec::new();
+    let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut finishing = false;
+    loop {
+        let step = if finishing {
+            Step::Ended
+        } else {
+            tokio::select! {
+                input = tracker.next_input() => tracker.handle(input, &mut updates).await?,
+                _ = stop.wait() => {
+                    finishing = true;
+                    updates.clear();
+                    tracker.finish(&mut updates).await;
+                    Step::Ended
+                }
+            }
+        };
+        if let Step::Lost { lost, .. } = step {
+            *counts.entry("lost").or_default() += lost;
+            eprintln!("tracer: {lost} events lost; stories under way may miss stages");
+        }
+        for u in updates.drain(..) {
+            stories.update(&tracker.engine, &tracker.cgroups, &u);
+        }
+        // On the way out, tell what is under way now rather than after the settle time.
+        let now = if step == Step::Ended { u64::MAX / 2 } else { clock::boot_now_ns() };
+        stories.tick(now, &mut told);
+        for s in told.drain(..) {
+            *counts.entry(s.kind()).or_default() += 1;
+            let written = if args.json {
+                let mut v = serde_json::to_value(&s)?;
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("time".into(), clock::format_rfc3339(boot, s.ts_ns()).into());
+                }
+                serde_json::to_writer(&mut out, &v).map_err(io::Error::from).and_then(|()| writeln!(out))
+            } else {
+                writeln!(out, "{}", s.text(boot))
+            };
+            if written.and_then(|()| out.flush()).is_err() {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        if step == Step::Ended {
+            break;
+        }
+    }
+    let lost = counts.remove("lost").unwrap_or(0);
+    eprintln!(
+        "tracer: {} container starts, {} stops; lost {lost}",
+        counts.get("container_start").unwrap_or(&0),
+        counts.get("container_stop").unwrap_or(&0)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Prints a daemon subscription.
 async fn from_daemon(args: EventsArgs, mut client: Client) -> Result<ExitCode> {
     let mut stop = Stop::new()?;
@@ -96,7 +166,7 @@ async fn from_daemon(args: EventsArgs, mut client: Client) -> Result<ExitCode> {
     );
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    if !args.json {
+    if !args.json && !args.containers {
         writeln!(out, "{}", output::text_header())?;
     }
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -120,6 +190,11 @@ async fn from_daemon(args: EventsArgs, mut client: Client) -> Result<ExitCode> {
             } else {
                 writeln!(out, "MISSED      {msg}")?;
             }
+        } else if let Some(story) = v.get("story") {
+            let kind = story.get("kind").and_then(Value::as_str).unwrap_or("?");
+            *counts.entry(intern(kind)).or_default() += 1;
+            serde_json::to_writer(&mut out, story)?;
+            writeln!(out)?;
         } else if let Some(ev) = v.get("event") {
             let kind = ev.get("kind").and_then(Value::as_str).unwrap_or("?");
             *counts.entry(intern(kind)).or_default() += 1;
@@ -154,8 +229,22 @@ fn counts_repairs(counts: &BTreeMap<&'static str, u64>) -> u64 {
 
 /// Kind names as static strings (the set is fixed).
 fn intern(kind: &str) -> &'static str {
-    const KINDS: [&str; 11] =
-        ["fork", "clone", "exec", "thread_exit", "exit", "rename", "reparent", "repair", "lost", "snapshot", "missed"];
+    const KINDS: [&str; 14] = [
+        "fork",
+        "clone",
+        "exec",
+        "thread_exit",
+        "exit",
+        "rename",
+        "cgroup",
+        "reparent",
+        "repair",
+        "lost",
+        "snapshot",
+        "missed",
+        "container_start",
+        "container_stop",
+    ];
     KINDS.iter().find(|k| **k == kind).copied().unwrap_or("other")
 }
 

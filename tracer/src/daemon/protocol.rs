@@ -83,6 +83,9 @@ pub struct Filter {
     /// Leave out kernel threads' events (subscriptions only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_kthreads: bool,
+    /// Container start and stop stories instead of events (subscriptions only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub containers: bool,
 }
 
 /// Parses one request line, with an error message fit to send back.

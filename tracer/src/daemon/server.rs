@@ -36,7 +36,9 @@ use crate::{
     cmd::ps::render_options,
     engine::{Engine, Update},
     output::{self, Line},
-    render, stream,
+    render,
+    story::{Stories, Story},
+    stream,
     tracker::{self, Step, Tracker},
 };
 
@@ -115,6 +117,9 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let enrich = crate::cmd::containers::enricher(&args.docker_root);
     let mut names = render::NameCache::new(enrich.clone());
+    // Container start/stop stories, for the subscribers that ask for them.
+    let mut stories = Stories::new(enrich.clone());
+    let mut told = Vec::new();
     let mut subs: Vec<Subscriber> = Vec::new();
     let mut rates = Rates::default();
     let boot = clock::boot_epoch_ns();
@@ -134,9 +139,12 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
                     if let Update::Event(ev) = u {
                         rates.count(ev.body.name(), 1);
                     }
+                    stories.update(&tracker.engine, &tracker.cgroups, u);
                     dispatch(&mut subs, &tracker.engine, u, &mut json, boot);
                 }
                 updates.clear();
+                stories.tick(clock::boot_now_ns(), &mut told);
+                tell(&mut subs, &mut told, boot);
                 resync(&mut subs, &tracker, &mut names);
                 if step == Step::Ended {
                     bail!("the kernel event stream ended");
@@ -341,12 +349,39 @@ fn dispatch(subs: &mut Vec<Subscriber>, engine: &Engine, u: &Update, json: &mut 
     }
     let mut as_json: Option<Bytes> = None;
     let mut as_text: Option<Bytes> = None;
-    for s in subs.iter_mut() {
+    for s in subs.iter_mut().filter(|s| !s.filter.containers) {
         let Some(line) = stream::line_for(engine, &s.filter, u) else { continue };
         let bytes = format_line(&line, s.format, &mut as_json, &mut as_text, json, boot);
         push(s, bytes);
     }
     subs.retain(|s| !s.tx.is_closed());
+}
+
+/// Sends container stories to the subscribers that asked for them: JSON as
+/// `{"story": {...}}`, text as `{"kind": "container_start", "text": ...}`.
+fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: i128) {
+    for story in told.drain(..) {
+        let (mut as_json, mut as_text) = (None, None);
+        for s in subs.iter_mut().filter(|s| s.filter.containers) {
+            let bytes = match s.format {
+                LineFormat::Json => as_json
+                    .get_or_insert_with(|| {
+                        let mut v = serde_json::to_value(&story).unwrap_or_default();
+                        if let Some(m) = v.as_object_mut() {
+                            m.insert("time".into(), clock::format_rfc3339(boot, story.ts_ns()).into());
+                        }
+                        Bytes::from(to_line(&json!({ "story": v })))
+                    })
+                    .clone(),
+                LineFormat::Text => as_text
+                    .get_or_insert_with(|| {
+                        Bytes::from(to_line(&json!({"kind": story.kind(), "text": story.text(boot)})))
+                    })
+                    .clone(),
+            };
+            push(s, bytes);
+        }
+    }
 }
 
 /// Sends a line that concerns everyone (a loss notice).
