@@ -355,9 +355,10 @@ impl Drop for BuildDir {
 
 /// The Debian mirror: `$TRACER_TEST_DEBIAN_MIRROR`, else the host's apt source that
 /// serves the suite (one-line or deb822 format), else deb.debian.org.
-fn debian_mirror() -> String {
+/// Returns it and where it came from.
+fn debian_mirror() -> (String, &'static str) {
     if let Ok(m) = std::env::var("TRACER_TEST_DEBIAN_MIRROR") {
-        return m;
+        return (m, "$TRACER_TEST_DEBIAN_MIRROR");
     }
     let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
     let mut more: Vec<PathBuf> = std::fs::read_dir("/etc/apt/sources.list.d")
@@ -402,7 +403,10 @@ fn debian_mirror() -> String {
     }
     // Plain http needs no certificates inside the new rootfs.
     found.sort_by_key(|u| !u.starts_with("http://"));
-    found.into_iter().next().unwrap_or_else(|| "http://deb.debian.org/debian".to_string())
+    match found.into_iter().next() {
+        Some(m) => (m, "the host's apt sources"),
+        None => ("http://deb.debian.org/debian".to_string(), "the default: no apt source of the host serves it"),
+    }
 }
 
 /// Runs one build step, Err with its output's tail when it fails.
@@ -420,10 +424,10 @@ fn build_apache_rootfs(dir: &Path, tar: &Path) -> Result<(), String> {
     let work = BuildDir { path: dir.join(format!("build-{pid}")) };
     let root = work.path.join("rootfs");
     std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
-    let mirror = debian_mirror();
+    let (mirror, origin) = debian_mirror();
     let path_env = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     step(
-        &format!("debootstrap --variant=minbase {SUITE} from {mirror} (the mirror of /etc/apt/sources*)"),
+        &format!("debootstrap --variant=minbase {SUITE} from {mirror} (from {origin})"),
         Command::new("debootstrap").env("PATH", path_env).args(["--variant=minbase", SUITE]).arg(&root).arg(&mirror),
         Duration::from_secs(600),
     )?;
@@ -663,17 +667,68 @@ fn snapshot_by_pid(daemon: &Daemon) -> BTreeMap<u64, Value> {
 }
 
 /// Checks a container's processes in the daemon's snapshot against /proc: the same
-/// parent, uid and gid, thread count, and pid 1 of its namespace for the init only.
-/// Apache's workers must be www-data (uid 33) in /proc.
-fn snapshot_problems(snap: &BTreeMap<u64, Value>, c: &DockerContainer) -> Vec<String> {
-    let init = c.init_pid();
+/// parent, uid and gid, thread count, pid 1 of its namespace for the init only, and
+/// `container` (fields `want`) on exactly these processes.
+fn snapshot_problems(
+    snap: &BTreeMap<u64, Value>,
+    what: &str,
+    id: &str,
+    init: u32,
+    oracle: &BTreeMap<u32, ProcInfo>,
+    want: &[(&str, Value)],
+) -> Vec<String> {
     let mut problems = Vec::new();
+    for (pid, i) in oracle {
+        let Some(s) = snap.get(&u64::from(*pid)) else {
+            problems.push(format!("{what}: pid {pid} ({}) is not alive in the snapshot", i.cmdline));
+            continue;
+        };
+        let fields = [("uid", i.uid as usize), ("gid", i.gid as usize), ("nlwp", i.threads), ("ppid", i.ppid as usize)];
+        for (field, want) in fields {
+            if s[field].as_u64() != Some(want as u64) {
+                problems.push(format!("{what}: pid {pid}: snapshot {field} {} but /proc {want}", s[field]));
+            }
+        }
+        if s["ns_pid"].as_u64().is_none_or(|n| (n == 1) != (*pid == init)) {
+            problems.push(format!("{what}: pid {pid}: snapshot ns_pid {} (init is {init})", s["ns_pid"]));
+        }
+        for (field, want) in want {
+            if s["container"][field] != *want {
+                problems.push(format!(
+                    "{what}: pid {pid}: snapshot container.{field} {} not {want}",
+                    s["container"][field]
+                ));
+            }
+        }
+    }
+    let claimed: Vec<u64> = snap
+        .iter()
+        .filter(|(pid, p)| p["container"]["id"] == id && !oracle.contains_key(&(**pid as u32)))
+        .map(|(pid, _)| *pid)
+        .collect();
+    if !claimed.is_empty() {
+        problems.push(format!("{what}: the snapshot puts processes /proc has elsewhere in it: {claimed:?}"));
+    }
+    if !problems.is_empty() {
+        let shown: Vec<&Value> = oracle.keys().filter_map(|p| snap.get(&u64::from(*p))).collect();
+        problems.push(format!("snapshot entries of {what}'s processes: {:#}", serde_json::json!(shown)));
+    }
+    problems
+}
+
+/// [`snapshot_problems`] of a docker container; Apache's workers must be www-data
+/// (uid 33) in /proc (and so in the snapshot), named so when the host's passwd says so.
+fn docker_snapshot_problems(snap: &BTreeMap<u64, Value>, c: &DockerContainer) -> Vec<String> {
+    let init = c.init_pid();
     let oracle = proc_oracle(&c.id);
+    let mut problems = Vec::new();
     if c.workload == Workload::Apache {
         let workers: Vec<u32> = oracle.iter().filter(|(_, i)| i.ppid == init).map(|(p, _)| *p).collect();
         if workers.len() < 2 {
             problems.push(format!("{}: fewer than two Apache workers in /proc", c.name));
         }
+        let host_www_data =
+            std::fs::read_to_string("/etc/passwd").is_ok_and(|p| p.lines().any(|l| l.starts_with("www-data:x:33:")));
         for w in &workers {
             if oracle[w].uids != [33, 33, 33, 33] {
                 problems.push(format!(
@@ -681,27 +736,19 @@ fn snapshot_problems(snap: &BTreeMap<u64, Value>, c: &DockerContainer) -> Vec<St
                     c.name, oracle[w].uids
                 ));
             }
-        }
-    }
-    for (pid, i) in &oracle {
-        let Some(s) = snap.get(&u64::from(*pid)) else {
-            problems.push(format!("{}: pid {pid} ({}) is not alive in the snapshot", c.name, i.cmdline));
-            continue;
-        };
-        let want = [("uid", i.uid as usize), ("gid", i.gid as usize), ("nlwp", i.threads), ("ppid", i.ppid as usize)];
-        for (field, want) in want {
-            if s[field].as_u64() != Some(want as u64) {
-                problems.push(format!("{}: pid {pid}: snapshot {field} {} but /proc {want}", c.name, s[field]));
+            let user = snap.get(&u64::from(*w)).map(|s| s["user"].clone()).unwrap_or_default();
+            if host_www_data && user != "www-data" {
+                problems.push(format!("{}: Apache worker {w}: snapshot user {user}, not www-data", c.name));
             }
         }
-        if s["ns_pid"].as_u64().is_none_or(|n| (n == 1) != (*pid == init)) {
-            problems.push(format!("{}: pid {pid}: snapshot ns_pid {} (init is {init})", c.name, s["ns_pid"]));
-        }
     }
-    if !problems.is_empty() {
-        let shown: Vec<&Value> = oracle.keys().filter_map(|p| snap.get(&u64::from(*p))).collect();
-        problems.push(format!("snapshot entries of {}'s processes: {:#}", c.name, serde_json::json!(shown)));
-    }
+    let want = [
+        ("runtime", Value::from("docker")),
+        ("id", Value::from(c.id.as_str())),
+        ("name", Value::from(c.name.as_str())),
+        ("image", Value::from(c.image.as_str())),
+    ];
+    problems.extend(snapshot_problems(snap, &c.name, &c.id, init, &oracle, &want));
     problems
 }
 
@@ -796,7 +843,7 @@ fn docker_containers_seen_from_the_kernel() {
         if problems.is_empty() {
             let snap = snapshot_by_pid(&daemon);
             for c in &started {
-                problems.extend(snapshot_problems(&snap, c));
+                problems.extend(docker_snapshot_problems(&snap, c));
             }
         }
         if problems.is_empty() {
@@ -1041,7 +1088,11 @@ fn wait_runc_agrees(daemon: &Daemon, c: &RuncContainer, init: u32, execd: Option
     let t = Instant::now();
     loop {
         let list = containers(daemon);
-        let problems = runc_problems(&list, c, init, execd);
+        let mut problems = runc_problems(&list, c, init, execd);
+        if problems.is_empty() {
+            let want = [("runtime", Value::from("runc")), ("id", Value::from(c.id.as_str())), ("name", Value::Null)];
+            problems = snapshot_problems(&snapshot_by_pid(daemon), &c.id, &c.id, init, &proc_oracle(&c.id), &want);
+        }
         if problems.is_empty() {
             return list.iter().find(|l| l["id"] == c.id.as_str()).cloned().unwrap_or_default();
         }
