@@ -732,6 +732,8 @@ fn pid_namespace_and_own_cgroup_in_ps() {
         // -L: the threads view has NSPID too.
         let text = tracer_out(&args(&["ps", "-L", "--pid", &init.to_string()]));
         assert_eq!(ps_row(&text, init).map(|r| r[2].clone()), Some("1".to_string()), "{way}: -L:\n{text}");
+        // ... and NSLWP: the main thread's tid inside is 1 as well.
+        assert_eq!(ps_row(&text, init).map(|r| r[5].clone()), Some("1".to_string()), "{way}: -L NSLWP:\n{text}");
     }
     drop(w);
     drop(cg);

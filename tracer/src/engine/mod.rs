@@ -553,7 +553,7 @@ impl Engine {
         let user = self.user_for(t);
         let mut p = self.new_process(t, Origin::Inferred, user);
         if let Some(comm) = with_thread {
-            p.threads.insert(Thread { tid: t.tid, comm, start_ns: t.start_ns });
+            p.threads.insert(Thread { tid: t.tid, comm, ns_tid: t.ns_tid, start_ns: t.start_ns });
         }
         let r = self.insert_process(p, false);
         self.stats.inferred += 1;
@@ -793,7 +793,10 @@ impl Engine {
                 // Already known: the walk visited the child before its fork event came.
                 if let Some(p) = self.procs.get_mut(&r) {
                     p.origin = Origin::Fork;
-                    if p.threads.insert(Thread { tid: t.tid, comm: t.comm, start_ns: t.start_ns }).is_none() {
+                    if p.threads
+                        .insert(Thread { tid: t.tid, comm: t.comm, ns_tid: t.ns_tid, start_ns: t.start_ns })
+                        .is_none()
+                    {
                         self.threads += 1;
                     }
                 }
@@ -832,7 +835,7 @@ impl Engine {
                 };
                 let (exe, argv) = prog.unwrap_or_default();
                 let mut p = self.new_process_with(t, Origin::Fork, user, exe, argv);
-                p.threads.push_new(Thread { tid: t.tid, comm: t.comm, start_ns: t.start_ns });
+                p.threads.push_new(Thread { tid: t.tid, comm: t.comm, ns_tid: t.ns_tid, start_ns: t.start_ns });
                 self.insert_process(p, linked);
                 self.count_applied(ev, out);
             }
@@ -859,7 +862,7 @@ impl Engine {
         let Some(r) = self.target(t, ev.ts_ns, out) else { return };
         let mut resync = false;
         if let Some(p) = self.procs.get_mut(&r) {
-            if p.threads.insert(Thread { tid: t.tid, comm: t.comm, start_ns: t.start_ns }).is_none() {
+            if p.threads.insert(Thread { tid: t.tid, comm: t.comm, ns_tid: t.ns_tid, start_ns: t.start_ns }).is_none() {
                 self.threads += 1;
             }
             // A new thread carries the process's credentials as they are now: a
@@ -896,7 +899,7 @@ impl Engine {
             // (and, after a non-leader exec, the old leader) were killed, and the caller
             // (`old_tid`) took the leader's tid and start time.
             self.threads -= p.threads.clear();
-            p.threads.insert(Thread { tid: t.tid, comm: t.comm, start_ns: t.start_ns });
+            p.threads.insert(Thread { tid: t.tid, comm: t.comm, ns_tid: t.ns_tid, start_ns: t.start_ns });
             self.threads += 1;
             p.exe = Some(self.names.get(filename));
             p.argv = self.argvs.get(argv);

@@ -228,9 +228,13 @@ impl Keyed for ProcRef {
 pub struct Thread {
     pub tid: u32,
     pub comm: Comm,
+    /// The tid inside the thread's own pid namespace (in what was padding).
+    pub ns_tid: u32,
     /// Boot-clock start time, ns.
     pub start_ns: u64,
 }
+
+const _: () = assert!(size_of::<Thread>() == 32);
 
 impl Keyed for Thread {
     type Key = u32;

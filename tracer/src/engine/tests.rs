@@ -207,7 +207,7 @@ fn exec_from_a_non_leader_thread() {
     assert!(p.is_alive());
     assert_eq!(t.tids(100), [100]);
     let th = t.p(100).threads.get(100).copied();
-    assert_eq!(th, Some(Thread { tid: 100, comm: Comm::from_str_lossy("python3"), start_ns: 100_000 }));
+    assert_eq!(th, Some(Thread { tid: 100, comm: Comm::from_str_lossy("python3"), ns_tid: 100, start_ns: 100_000 }));
     assert_eq!(t.p(100).comm.to_string(), "python3");
     assert_eq!(t.p(100).argv.joined(), "python3 x.py");
     assert_eq!(t.e.stats().threads, 2);

@@ -7,7 +7,7 @@
 //!   process whose container is not its parent's starts a container's subtree: a
 //!   header row (`[docker 1a2b3c4d5e6f web-a busybox:1]`, `[host]` back out of
 //!   one) goes before it, at its place in the tree.
-//! - [`threads_in`]: `ps -eLf`-like: `UID PID NSPID PPID LWP NLWP STIME CMD`, one
+//! - [`threads_in`]: `ps -eLf`-like: `UID PID NSPID PPID LWP NSLWP NLWP STIME CMD`, one
 //!   line per thread.
 //! - [`json_in`]: `{"degraded": bool, "lost": n, "processes": [...]}`: a flat list of
 //!   processes in forest order (a parent before its children, `depth` 0 for a
@@ -539,6 +539,7 @@ pub fn threads_in(
         ("NSPID", true),
         ("PPID", true),
         ("LWP", true),
+        ("NSLWP", true),
         ("NLWP", true),
         ("STIME", false),
         ("CMD", false),
@@ -562,6 +563,7 @@ pub fn threads_in(
                 nspid.clone(),
                 p.ppid.to_string(),
                 th.tid.to_string(),
+                if nspid == "-" { "-".to_string() } else { th.ns_tid.to_string() },
                 p.nlwp().to_string(),
                 format_start(opts, th.start_ns),
                 cmd.clone(),
@@ -614,7 +616,7 @@ pub fn process_json_in(row: &Row<'_>, container: Option<&Known>, opts: &RenderOp
         "nlwp": p.nlwp(),
         "depth": depth,
         "children": kids.iter().map(|c| c.pid).collect::<Vec<_>>(),
-        "threads": ths.iter().map(|th| json!({"tid": th.tid, "comm": th.comm, "start_ns": th.start_ns})).collect::<Vec<_>>(),
+        "threads": ths.iter().map(|th| json!({"tid": th.tid, "ns_tid": th.ns_tid, "comm": th.comm, "start_ns": th.start_ns})).collect::<Vec<_>>(),
     })
 }
 

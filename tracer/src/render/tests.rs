@@ -51,6 +51,7 @@ fn model() -> Engine {
     sleep.parent_start_ns = 11 * H;
     let mut sleep2 = sleep;
     sleep2.tid = 601;
+    sleep2.ns_tid = 601;
     sleep2.start_ns = 11 * H + 31 * 60 * SEC;
     let mut daemon = named(at(tk(800, 800, 1), 12 * H), "python3");
     daemon.uid = 33;
@@ -138,14 +139,14 @@ fn threads_like_ps_elf() {
     let e = model();
     let s = threads(&e, &Filter::default(), &opts());
     let want = "\
-UID   PID NSPID PPID LWP NLWP STIME CMD
-root    1     -    0   1    1 May19 /sbin/init splash
-root    2     -    0   2    1 May19 [kthreadd]
-root    3     -    2   3    1 May19 [kworker/0:1]
-alice 500     -    1 500    1 09:00 -bash
-alice 600     -  500 600    2 09:30 sleep 100
-alice 600     -  500 601    2 09:31 sleep 100
-33    800     -    1 800    1 10:00 python3 -m http.server
+UID   PID NSPID PPID LWP NSLWP NLWP STIME CMD
+root    1     -    0   1     -    1 May19 /sbin/init splash
+root    2     -    0   2     -    1 May19 [kthreadd]
+root    3     -    2   3     -    1 May19 [kworker/0:1]
+alice 500     -    1 500     -    1 09:00 -bash
+alice 600     -  500 600     -    2 09:30 sleep 100
+alice 600     -  500 601     -    2 09:31 sleep 100
+33    800     -    1 800     -    1 10:00 python3 -m http.server
 ";
     assert_eq!(s, want, "\n{s}");
 }
@@ -195,8 +196,8 @@ fn json_is_a_flat_list_in_forest_order() {
             "depth": 2,
             "children": [],
             "threads": [
-                {"tid": 600, "comm": "sleep", "start_ns": 11 * H + 30 * 60 * SEC},
-                {"tid": 601, "comm": "sleep", "start_ns": 11 * H + 31 * 60 * SEC},
+                {"tid": 600, "ns_tid": 600, "comm": "sleep", "start_ns": 11 * H + 30 * 60 * SEC},
+                {"tid": 601, "ns_tid": 601, "comm": "sleep", "start_ns": 11 * H + 31 * 60 * SEC},
             ],
         })
     );
@@ -374,12 +375,12 @@ root 1200     1 1100    1 09:00 0:00 400 sh
         let g = Grouping { by_container: false, container: Some(q.to_string()) };
         let s = threads_in(&e, &cx, &Filter::default(), &g, &opts());
         let want = "\
-UID  PID NSPID PPID LWP NLWP STIME CMD
-                                   [docker 1a2b3c4d5e6f web-a tracer-it-busybox:1]
-root 950     1  900 950    1 09:00 sleep 300
-root 980     5  900 980    1 09:00 sh
-root 990     7  950 990    2 09:00 sh -c loop
-root 990     7  950 991    2 09:00 sh -c loop
+UID  PID NSPID PPID LWP NSLWP NLWP STIME CMD
+                                         [docker 1a2b3c4d5e6f web-a tracer-it-busybox:1]
+root 950     1  900 950     1    1 09:00 sleep 300
+root 980     5  900 980     5    1 09:00 sh
+root 990     7  950 990     7    2 09:00 sh -c loop
+root 990     7  950 991     8    2 09:00 sh -c loop
 ";
         assert_eq!(s, want, "{q}:\n{s}");
     }
