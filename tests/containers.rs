@@ -29,6 +29,153 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 const GONE_TIMEOUT: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------------------
+// Container stories (`tracer events --containers --json`)
+
+/// `tracer events --containers --json` running beside a test; its stories are read
+/// from the file its stdout goes to.
+struct StoryWatch {
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+/// The causal order of a start's stages: each one's time is at or after the previous.
+const STAGE_ORDER: &[&str] = &["shim", "create", "init", "namespaces", "start", "entrypoint"];
+
+impl StoryWatch {
+    /// Starts it with `args` (`--socket S` through a daemon, or `--standalone`) and
+    /// waits until it traces.
+    fn start(args: &[&str]) -> StoryWatch {
+        let dir = TempDir::new("stories");
+        let child = Command::new(util::TRACER)
+            .args(["events", "--containers", "--json"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("out")).expect("stories file"))
+            .stderr(std::fs::File::create(dir.path().join("err")).expect("stderr file"))
+            .spawn()
+            .expect("start tracer events --containers");
+        let w = StoryWatch { child: Some(child), dir };
+        let t = Instant::now();
+        while !w.stderr().contains("tracing") {
+            assert!(t.elapsed() < Duration::from_secs(30), "tracer events --containers did not start: {}", w.stderr());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        w
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("err")).unwrap_or_default()
+    }
+
+    fn stories(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("out")).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.ends_with('}'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("story line is not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// The story of `kind` about container `id`, waiting for it.
+    fn wait_for(&self, kind: &str, id: &str, what: &str) -> Value {
+        let t = Instant::now();
+        loop {
+            let all = self.stories();
+            if let Some(s) = all.iter().find(|s| s["kind"] == kind && s["container"]["id"] == id) {
+                return s.clone();
+            }
+            assert!(
+                t.elapsed() < SETTLE_TIMEOUT,
+                "no {kind} story for {what} ({id}) after {SETTLE_TIMEOUT:?}; stories:\n{}\nstderr: {}",
+                all.iter().map(Value::to_string).collect::<Vec<_>>().join("\n"),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGINT, then its exit; its stderr (the summary).
+    fn stop(mut self) -> String {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let t = Instant::now();
+        let status = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break st;
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("tracer events --containers did not end on SIGINT: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "tracer events --containers ended with {status}: {}", self.stderr());
+        self.stderr()
+    }
+}
+
+impl Drop for StoryWatch {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// What is wrong with a start story, given the container's runtime, id, pid 1 on the
+/// host (the oracle's) and the stages it must have.
+fn start_story_problems(s: &Value, runtime: &str, init_pid: u32, stages: &[&str]) -> Vec<String> {
+    let mut p = Vec::new();
+    if s["container"]["runtime"] != runtime {
+        p.push(format!("runtime {} (want {runtime})", s["container"]["runtime"]));
+    }
+    if s["init_pid"].as_u64() != Some(u64::from(init_pid)) || s["init_ns_pid"] != 1 {
+        p.push(format!("init pid {} ({} inside), want {init_pid} (1 inside)", s["init_pid"], s["init_ns_pid"]));
+    }
+    let steps = s["steps"].as_array().cloned().unwrap_or_default();
+    let at = |stage: &str| steps.iter().find(|x| x["stage"] == stage);
+    for want in stages {
+        if at(want).is_none() {
+            p.push(format!("no `{want}` stage"));
+        }
+    }
+    // Causal order, and time since the first stage that only grows.
+    let times: Vec<(&str, u64)> = STAGE_ORDER.iter().filter_map(|st| Some((*st, at(st)?["ts_ns"].as_u64()?))).collect();
+    for w in times.windows(2) {
+        if w[0].1 > w[1].1 {
+            p.push(format!("`{}` after `{}`", w[0].0, w[1].0));
+        }
+    }
+    if let (Some(cg), Some(entry)) = (at("cgroup"), at("entrypoint"))
+        && cg["ts_ns"].as_u64() > entry["ts_ns"].as_u64()
+    {
+        p.push("`cgroup` after `entrypoint`".into());
+    }
+    let since: Vec<u64> = steps.iter().filter_map(|x| x["since_ns"].as_u64()).collect();
+    if since.first() != Some(&0) || since.windows(2).any(|w| w[0] > w[1]) {
+        p.push(format!("since_ns not from 0 and growing: {since:?}"));
+    }
+    match s["to_entrypoint_ns"].as_u64() {
+        // A start takes ~0.2-0.5 s here: 20 s is far beyond any plausible one.
+        Some(ns) if ns > 0 && ns < 20_000_000_000 => {}
+        other => p.push(format!("implausible time to the entrypoint: {other:?} ns")),
+    }
+    if let Some(entry) = at("entrypoint")
+        && entry["pid"].as_u64() != Some(u64::from(init_pid))
+    {
+        p.push(format!("the entrypoint exec is by pid {}, not the init", entry["pid"]));
+    }
+    p
+}
+
+/// The exit status an oracle reports (docker's ExitCode: the code, or 128 + signal).
+fn exit_code_of(story: &Value) -> Option<u64> {
+    let raw = story["status"]["raw"].as_u64()?;
+    Some(if raw & 0x7f != 0 { 128 + (raw & 0x7f) } else { (raw >> 8) & 0xff })
+}
+
+// ---------------------------------------------------------------------------------------
 // dockerd
 
 /// A dockerd of the test's own, stopped (with its containers) by [`Dockerd::stop`] or on drop.
@@ -777,6 +924,8 @@ fn docker_containers_seen_from_the_kernel() {
         apache_image(&d, tar);
     }
     let daemon = Daemon::start(&["--docker-root", &d.data_root()]);
+    // Every start and stop told as a story, through the daemon.
+    let stories = StoryWatch::start(&["--socket", &daemon.socket().display().to_string()]);
 
     let mut plan = vec![("web-a", Workload::BusyboxHttpd), ("web-b", Workload::BusyboxHttpd)];
     if apache.is_some() {
@@ -869,6 +1018,39 @@ fn docker_containers_seen_from_the_kernel() {
         eprintln!("  {} {}: {} processes, {} threads", c.name, &c.id[..12], listed["processes"], listed["threads"]);
     }
 
+    // Each start, told as one story: the runtime chain from the shim to the entrypoint.
+    for c in &started {
+        let story = stories.wait_for("container_start", &c.id, &c.name);
+        let stages = ["shim", "create", "init", "namespaces", "cgroup", "start", "entrypoint"];
+        let mut problems = start_story_problems(&story, "docker", c.init_pid(), &stages);
+        if story["container"]["name"] != c.name.as_str() || story["container"]["image"] != c.image.as_str() {
+            problems.push(format!("name/image {} {}", story["container"]["name"], story["container"]["image"]));
+        }
+        let entry = story["steps"].as_array().and_then(|v| v.iter().find(|x| x["stage"] == "entrypoint").cloned());
+        let program = if c.workload == Workload::Apache { "/usr/sbin/apache2" } else { "/bin/httpd" };
+        if !entry.as_ref().and_then(|e| e["detail"].as_str()).is_some_and(|d| d.starts_with(program)) {
+            problems.push(format!("entrypoint {entry:?}, want an exec of {program}"));
+        }
+        // Apache's pid 1 forks its children as it starts.
+        if c.workload == Workload::Apache && story["forks"].as_u64().unwrap_or(0) == 0 {
+            problems.push("Apache forked no child in its first second".into());
+        }
+        assert!(
+            problems.is_empty(),
+            "start story of {}: {}
+{story:#}",
+            c.name,
+            problems.join("; ")
+        );
+        eprintln!(
+            "  {} start: entrypoint after {:.1} ms, {} forks, {} threads",
+            c.name,
+            story["to_entrypoint_ns"].as_f64().unwrap_or(0.0) / 1e6,
+            story["forks"],
+            story["threads"]
+        );
+    }
+
     // The text view, as `docker ps` would show it.
     let out = util::run(
         Command::new(util::TRACER).args(["containers", "--socket", &daemon.socket().display().to_string()]),
@@ -881,6 +1063,23 @@ fn docker_containers_seen_from_the_kernel() {
         assert!(line.is_some_and(|l| l.contains(&c.name)), "{} ({}) not in:\n{text}", c.name, &c.id[..12]);
     }
 
+    // Stops: busybox httpd killed (SIGKILL: as pid 1 it ignores SIGTERM), Apache stopped
+    // (SIGTERM: a graceful exit). Each stop story has pid 1's status as docker has it.
+    for c in &started {
+        match c.workload {
+            Workload::BusyboxHttpd => d.ok(&["kill", &c.name]),
+            Workload::Apache => d.ok(&["stop", "-t", "20", &c.name]),
+        };
+        let inspect: Value = serde_json::from_str(&d.ok(&["inspect", &c.id])).expect("docker inspect JSON");
+        let code = inspect[0]["State"]["ExitCode"].as_u64().expect("State.ExitCode");
+        let story = stories.wait_for("container_stop", &c.id, &c.name);
+        assert_eq!(story["init_pid"].as_u64(), Some(u64::from(c.init_pid())), "stop of {}: {story:#}", c.name);
+        assert_eq!(exit_code_of(&story), Some(code), "stop of {}: docker's ExitCode {code}: {story:#}", c.name);
+        let want_signal = if c.workload == Workload::BusyboxHttpd { Some("SIGKILL") } else { None };
+        assert_eq!(story["status"]["signal"].as_str(), want_signal, "stop of {}: {story:#}", c.name);
+        assert_eq!(story["container"]["name"], c.name.as_str(), "stop of {}: {story:#}", c.name);
+        eprintln!("  {} stop: {} (docker ExitCode {code})", c.name, story["status"]);
+    }
     // Stopped containers leave the list, and their cgroups go.
     for c in &mut started {
         d.ok(&["rm", "-f", &c.name]);
@@ -901,6 +1100,8 @@ fn docker_containers_seen_from_the_kernel() {
         assert!(left.is_empty(), "cgroups of {} left after docker rm -f: {left:?}", c.name);
         assert!(proc_pids_in(&c.id).is_empty(), "processes of {} left after docker rm -f", c.name);
     }
+    let summary = stories.stop();
+    assert!(summary.contains("lost 0"), "stories: {summary}");
     daemon.stop();
     d.stop();
 }
@@ -1125,6 +1326,8 @@ fn runc_container_seen_from_the_kernel() {
     // events).
     let a = RuncContainer::run("a");
     let daemon = Daemon::start(&[]);
+    // The start and stop of the second told as stories, by an engine of its own.
+    let stories = StoryWatch::start(&["--standalone"]);
     let b = RuncContainer::run("b");
     let mut inits = Vec::new();
     for c in [&a, &b] {
@@ -1153,10 +1356,22 @@ fn runc_container_seen_from_the_kernel() {
     assert_eq!(listed["processes"], 2, "{listed}");
     wait_runc_agrees(&daemon, &b, inits[1], None);
 
+    // b's start: runc run, its init, the new pid namespace, the cgroup, the entrypoint.
+    let story = stories.wait_for("container_start", &b.id, "runc b");
+    let problems =
+        start_story_problems(&story, "runc", inits[1], &["create", "init", "namespaces", "cgroup", "entrypoint"]);
+    assert!(problems.is_empty(), "start story of runc b: {}\n{story:#}", problems.join("; "));
+    assert_eq!(story["container"]["cgroup"], format!("/{}", b.id), "{story:#}");
+
     // Killed: they leave the list, and nothing of them is left.
     let ids = [a.id.clone(), b.id.clone()];
+    let b_id = b.id.clone();
     a.stop();
     b.stop();
+    let story = stories.wait_for("container_stop", &b_id, "runc b");
+    assert_eq!(story["init_pid"].as_u64(), Some(u64::from(inits[1])), "{story:#}");
+    assert_eq!(story["status"]["signal"], "SIGKILL", "runc kill KILL: {story:#}");
+    stories.stop();
     let t = Instant::now();
     loop {
         let list = containers(&daemon);
