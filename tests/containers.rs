@@ -123,6 +123,15 @@ impl Drop for StoryWatch {
     }
 }
 
+/// The children of `pid`, from /proc (the oracle).
+fn proc_children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
 /// What is wrong with a start story, given the container's runtime, id, pid 1 on the
 /// host (the oracle's) and the stages it must have.
 fn start_story_problems(s: &Value, runtime: &str, init_pid: u32, stages: &[&str]) -> Vec<String> {
@@ -1362,6 +1371,51 @@ fn runc_container_seen_from_the_kernel() {
         start_story_problems(&story, "runc", inits[1], &["create", "init", "namespaces", "cgroup", "entrypoint"]);
     assert!(problems.is_empty(), "start story of runc b: {}\n{story:#}", problems.join("; "));
     assert_eq!(story["container"]["cgroup"], format!("/{}", b.id), "{story:#}");
+
+    // setns without a cgroup move: `nsenter --pid` into b forks a child in b's pid
+    // namespace that stays in the host's cgroup. It belongs to b all the same.
+    if util::which("nsenter").is_some() {
+        let mut nsenter = Command::new("nsenter")
+            .args(["--target", &inits[1].to_string(), "--pid", "--", "/bin/sleep", "60"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn nsenter");
+        let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+        let t = Instant::now();
+        let joined = loop {
+            // The oracle: nsenter's child, in b's pid namespace.
+            let child = proc_children(nsenter.id()).into_iter().find(|c| ns(*c).is_some() && ns(*c) == ns(inits[1]));
+            if let Some(c) = child
+                && std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|n| n.trim() == "sleep")
+            {
+                break c;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "nsenter's child did not show up in b's pid namespace");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let cgroup = std::fs::read_to_string(format!("/proc/{joined}/cgroup")).unwrap_or_default();
+        assert!(!cgroup.contains(&b.id), "nsenter's child moved to b's cgroup after all:\n{cgroup}");
+        let t = Instant::now();
+        loop {
+            let list = containers(&daemon);
+            let c = list.iter().find(|c| c["id"] == b.id.as_str());
+            if c.is_some_and(|c| pids_of(c).contains(&joined)) {
+                break;
+            }
+            assert!(
+                t.elapsed() < SETTLE_TIMEOUT,
+                "pid {joined} (nsenter --pid into b, pid namespace {:?}) not attributed to b: {c:#?}",
+                ns(joined)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = nsenter.kill();
+        let _ = nsenter.wait();
+        // SAFETY: a process this test made (through nsenter).
+        unsafe { libc::kill(joined as i32, libc::SIGKILL) };
+    } else {
+        assert!(!util::under_ci(), "nsenter (util-linux) is missing");
+    }
 
     // Killed: they leave the list, and nothing of them is left.
     let ids = [a.id.clone(), b.id.clone()];
