@@ -452,13 +452,23 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        for k in
-            [Kind::Fork, Kind::Clone, Kind::Exec, Kind::ThreadExit, Kind::ProcessExit, Kind::Rename, Kind::Snapshot]
-        {
+        let all = [
+            Kind::Fork,
+            Kind::Clone,
+            Kind::Exec,
+            Kind::ThreadExit,
+            Kind::ProcessExit,
+            Kind::Rename,
+            Kind::Snapshot,
+            Kind::Cgroup,
+            Kind::CgroupAttach,
+        ];
+        for (i, k) in all.into_iter().enumerate() {
+            assert_eq!(k as usize, i + 1, "kinds are numbered 1.. without gaps");
             assert_eq!(Kind::from_u32(k as u32), Some(k));
         }
         assert_eq!(Kind::from_u32(0), None);
-        assert_eq!(Kind::from_u32(9), None);
+        assert_eq!(Kind::from_u32(all.len() as u32 + 1), None);
     }
 
     #[test]
