@@ -21,8 +21,11 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tracer::containers::Enricher;
 use tracer::engine::{Engine, EngineConfig, Update, UserTable};
 use tracer::event::{Argv, Body, Comm, Event, ExitStatus, ProcRef, TaskInfo};
+use tracer::story::{Stories, Story};
+use tracer::tracker::Cgroups;
 
 // ------------------------------------------------------------ counting allocator
 
@@ -405,14 +408,43 @@ const BATCH: usize = 4096;
 /// ticking every 1024 events (`n` counts them across batches) with the event
 /// clock. Returns the time spent. The events are moved into the engine, as the
 /// runtime does with decoded ones.
+/// The daemon's container stories, fed every update as the daemon does.
+struct Storyteller {
+    stories: Stories,
+    cgroups: Cgroups,
+    told: Vec<Story>,
+}
+
 fn apply_chunk(e: &mut Engine, events: &mut Vec<Event>, out: &mut Vec<Update>, n: &mut u64) -> Duration {
+    apply_chunk_told(e, events, out, n, None)
+}
+
+fn apply_chunk_told(
+    e: &mut Engine,
+    events: &mut Vec<Event>,
+    out: &mut Vec<Update>,
+    n: &mut u64,
+    mut st: Option<&mut Storyteller>,
+) -> Duration {
     let t0 = Instant::now();
     for ev in events.drain(..) {
         let ts = ev.ts_ns;
         e.apply(ev, out);
+        if let Some(st) = st.as_deref_mut() {
+            for u in out.drain(..) {
+                st.stories.update(e, &st.cgroups, &u);
+            }
+        }
         *n += 1;
         if n.is_multiple_of(1024) {
             e.tick(ts, out);
+            if let Some(st) = st.as_deref_mut() {
+                for u in out.drain(..) {
+                    st.stories.update(e, &st.cgroups, &u);
+                }
+                st.stories.tick(ts, &mut st.told);
+                st.told.clear();
+            }
             out.clear();
         }
     }
@@ -428,6 +460,15 @@ fn boot(sim: &mut Sim, e: &mut Engine, out: &mut Vec<Update>) {
 
 /// `step_ns`: event time between two events (the event rate the stream models).
 fn throughput(total: usize, target: usize, step_ns: u64) {
+    throughput_told(total, target, step_ns, false)
+}
+
+fn throughput_told(total: usize, target: usize, step_ns: u64, told: bool) {
+    let mut st = told.then(|| Storyteller {
+        stories: Stories::new(Enricher { docker_roots: vec![] }),
+        cgroups: Cgroups::default(),
+        told: Vec::new(),
+    });
     let mut sim = Sim::new(step_ns);
     let mut e = engine();
     let mut out = Vec::with_capacity(4096);
@@ -451,13 +492,14 @@ fn throughput(total: usize, target: usize, step_ns: u64) {
             sim.mixed_op(target, &mut evs);
         }
         applied += evs.len();
-        spent += apply_chunk(&mut e, &mut evs, &mut out, &mut n);
+        spent += apply_chunk_told(&mut e, &mut evs, &mut out, &mut n, st.as_mut());
     }
     let s = e.stats();
     let k = |f: fn(&tracer::engine::KindCounts) -> u64| f(&s.applied) - f(&before.applied);
     println!(
-        "throughput, mixed workload: ~{target} live processes, pids wrapping at {PID_MAX}, stream of {} k events/s of event time:",
-        SEC / step_ns / 1000
+        "throughput, mixed workload: ~{target} live processes, pids wrapping at {PID_MAX}, stream of {} k events/s of event time{}:",
+        SEC / step_ns / 1000,
+        if told { ", with the daemon's container stories" } else { "" }
     );
     println!(
         "  {applied} events in {:.3} s: {:.2} M events/s on one core ({:.0} ns/event)",
@@ -694,5 +736,6 @@ fn main() {
     throughput(events, 3000, 50_000);
     throughput(events, 3000, 5_000);
     throughput(events, 20_000, 5_000);
+    throughput_told(events, 3000, 5_000, true);
     memory(10_000, churn);
 }

@@ -294,8 +294,16 @@ impl Stories {
         let Update::Event(ev) = u else { return };
         match &ev.body {
             Body::Exec { filename, argv, .. } => {
-                let args: Vec<String> = argv.args().map(|a| a.into_owned()).collect();
-                self.on_exec(engine, cgroups, ev, filename, &args)
+                // Only the runtime's execs and those of processes that may be a
+                // container's pid 1 matter: the rest cost one look-up, not an argv copy.
+                let relevant = ev.task.ns_pid == 1
+                    || filename == "/proc/self/exe"
+                    || (!self.members.is_empty() && self.members.contains_key(&ev.task.pid))
+                    || is_runtime(filename);
+                if relevant {
+                    let args: Vec<String> = argv.args().map(|a| a.into_owned()).collect();
+                    self.on_exec(engine, cgroups, ev, filename, &args)
+                }
             }
             Body::Fork { .. } | Body::Clone { .. } => self.on_fork(engine, cgroups, ev),
             Body::CgroupAttach { .. } => self.on_attach(engine, cgroups, ev),
@@ -366,6 +374,10 @@ impl Stories {
     }
 
     fn on_fork(&mut self, engine: &Engine, cgroups: &Cgroups, ev: &Event) {
+        // Forks matter only while a start is being followed.
+        if self.chains.is_empty() {
+            return;
+        }
         let thread = matches!(ev.body, Body::Clone { .. });
         let t = &ev.task;
         if !thread
@@ -395,11 +407,11 @@ impl Stories {
     }
 
     fn count_plain(&mut self, engine: &Engine, cgroups: &Cgroups, ev: &Event, thread: bool) {
-        let Some(info) = cgroups.get(ev.task.cgroup_id) else { return };
-        let Some(plain) = container::plain(&info.path) else { return };
         if self.host_pidns(engine) == Some(ev.task.pidns) {
             return;
         }
+        let Some(info) = cgroups.get(ev.task.cgroup_id) else { return };
+        let Some(plain) = container::plain(&info.path) else { return };
         if let Some(chain) = self.chains.get_mut(&plain.id) {
             Self::count(chain, ev, thread);
         }
@@ -437,6 +449,9 @@ impl Stories {
 
     fn on_exit(&mut self, engine: &Engine, cgroups: &Cgroups, ev: &Event, status: ExitStatus) {
         let t = &ev.task;
+        if t.ns_pid != 1 && self.members.is_empty() && self.shims.is_empty() && self.stopping.is_empty() {
+            return;
+        }
         self.members.remove(&t.pid);
         if let Some(id) = self.shims.remove(&t.pid)
             && let Some(s) = self.stopping.get_mut(&id)
