@@ -649,3 +649,46 @@ fn cgroup_move_is_an_event() {
     assert_eq!(exit.u64("cgroup_id"), id, "{ctx}: the exit is in the new cgroup: {exit}");
     assert!(exit.ts() > mv.ts(), "{ctx}: exit after the move");
 }
+
+/// A cgroup no process uses any more is dropped (pruning every 200 ms here), and the
+/// kernel side is told to forget it: when a process enters it again, its path is
+/// sent again and the move shows it.
+#[test]
+fn pruned_cgroup_path_is_sent_again() {
+    if !util::require_root() {
+        return;
+    }
+    let name = format!("tracer-it-prune-{}", std::process::id());
+    let cg = TestCgroup(cgroup2_root().join(&name));
+    std::fs::create_dir(&cg.0).expect("create a cgroup v2 directory");
+    let mut tracer = Tracer::start_env(&[], &[("TRACER_CGROUP_PRUNE_MS", "200")]);
+    let mut moved = Vec::new();
+    for round in 0..2 {
+        let mut child = Command::new("sleep").arg("30").stdin(Stdio::null()).spawn().expect("spawn sleep 30");
+        let pid = child.id();
+        tracer.wait_for(&format!("the exec of sleep as pid {pid}"), |evs| util::has_exec(evs, pid));
+        std::fs::write(cg.0.join("cgroup.procs"), pid.to_string()).expect("move sleep to the test cgroup");
+        tracer.wait_for(&format!("the cgroup move of pid {pid}"), |evs| {
+            evs.iter().any(|e| e.is("cgroup") && e.pid() == pid)
+        });
+        child.kill().expect("kill sleep");
+        let _ = child.wait();
+        tracer.wait_exit(pid);
+        moved.push(pid);
+        if round == 0 {
+            // The exited process lingers 2 s; then two prunes forget the cgroup, a
+            // third drops it.
+            std::thread::sleep(Duration::from_millis(2000 + 4 * 200 + 500));
+        }
+    }
+    let out = tracer.stop();
+    for pid in moved {
+        let evs = of_pid(&out.events, pid);
+        let mv = one(&evs, "cgroup", &format!("sleep as pid {pid}"));
+        assert_eq!(
+            mv.get("cgroup_path").as_str(),
+            Some(format!("/{name}").as_str()),
+            "pid {pid}: the move names the cgroup's path: {mv}"
+        );
+    }
+}

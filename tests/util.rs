@@ -383,10 +383,16 @@ impl Tracer {
     /// Starts `tracer events --json` with `extra` arguments and waits until it has attached
     /// (its stderr says `tracing`). Panics with its stderr if it exits or times out first.
     pub fn start(extra: &[&str]) -> Tracer {
+        Tracer::start_env(extra, &[])
+    }
+
+    /// [`Tracer::start`] with environment variables set.
+    pub fn start_env(extra: &[&str], envs: &[(&str, &str)]) -> Tracer {
         let mut args = vec!["events".to_string(), "--json".to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut child = Command::new(TRACER)
             .args(&args)
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -56,6 +56,11 @@ impl Session {
         Ok(Session { kernel, rx, stats, _reader: handle })
     }
 
+    /// See [`Kernel::forget_cgroups`].
+    pub fn forget_cgroups(&mut self, ids: &[u64]) -> Result<usize> {
+        self.kernel.forget_cgroups(ids)
+    }
+
     /// Walks all tasks with the BPF task iterator while the live stream keeps
     /// flowing, and returns both so that the caller can merge them by time.
     /// Live messages already queued before the walk are part of `live` too.

@@ -19,6 +19,10 @@ use crate::{
 /// Least time between two repair walks while records keep being lost.
 const REPAIR_BACKOFF: Duration = Duration::from_millis(250);
 
+/// How often cgroups no process uses any more are pruned (see [`Cgroups::prune`]):
+/// `TRACER_CGROUP_PRUNE_MS` overrides it (tests).
+const CGROUP_PRUNE: Duration = Duration::from_secs(60);
+
 /// How often held exits and lingering processes are looked at when idle.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -54,6 +58,8 @@ pub struct Tracker {
     repair_due: bool,
     last_walk: tokio::time::Instant,
     ringbuf_bytes: u32,
+    last_prune: tokio::time::Instant,
+    prune_every: Duration,
 }
 
 impl Tracker {
@@ -73,6 +79,11 @@ impl Tracker {
             repair_due: false,
             last_walk: tokio::time::Instant::now(),
             ringbuf_bytes: opts.ringbuf_bytes,
+            last_prune: tokio::time::Instant::now(),
+            prune_every: std::env::var("TRACER_CGROUP_PRUNE_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(CGROUP_PRUNE, Duration::from_millis),
         };
         t.walk(out).await?;
         Ok(t)
@@ -131,6 +142,10 @@ impl Tracker {
             }
             Input::Tick => {
                 self.engine.tick(clock::boot_now_ns(), out);
+                if self.last_prune.elapsed() >= self.prune_every {
+                    self.last_prune = tokio::time::Instant::now();
+                    self.prune_cgroups();
+                }
                 Ok(Step::Applied)
             }
             Input::Message(None) => Ok(Step::Ended),
@@ -179,6 +194,19 @@ impl Tracker {
         self.engine.tick(u64::MAX / 2, out);
     }
 
+    /// Drops the cgroups no process in the model uses (see [`Cgroups::prune`]).
+    fn prune_cgroups(&mut self) {
+        let used: std::collections::HashSet<u64> = self.engine.processes().map(|p| p.cgroup_id).collect();
+        let forget = self.cgroups.prune(&used);
+        if forget.is_empty() {
+            return;
+        }
+        match self.session.forget_cgroups(&forget) {
+            Ok(n) => log::debug!("{} unused cgroups forgotten ({n} in the kernel's map)", forget.len()),
+            Err(e) => log::warn!("forgetting {} unused cgroups in the kernel's map: {e:#}", forget.len()),
+        }
+    }
+
     /// Applies one live event, with the path of the cgroup a cgroup move went to.
     fn apply(&mut self, mut ev: crate::event::Event, out: &mut Vec<Update>) {
         if let crate::event::Body::CgroupAttach { path, .. } = &mut ev.body {
@@ -208,14 +236,47 @@ pub struct Cgroups {
 pub struct CgroupInfo {
     pub path: String,
     pub container: Option<ContainerRef>,
+    /// Learnt since the last [`Cgroups::prune`].
+    fresh: bool,
+    /// The kernel side was told to send this path again: dropped at the next
+    /// prune if still unused.
+    forgotten: bool,
 }
 
 impl Cgroups {
     pub fn add(&mut self, paths: Vec<CgroupPath>) {
         for c in paths {
             let container = container::from_cgroup_path(&c.path);
-            self.by_id.insert(c.id, CgroupInfo { path: c.path, container });
+            self.by_id.insert(c.id, CgroupInfo { path: c.path, container, fresh: true, forgotten: false });
         }
+    }
+
+    /// Drops cgroups no process uses any more, in two steps so that no path is lost
+    /// to a race with the kernel side: a cgroup unused at two prunes in a row is
+    /// returned, for the kernel side to forget it (it then sends the path again if
+    /// the cgroup shows up again); unused at the next prune as well, it is dropped.
+    /// Cgroups learnt since the last prune are kept (their first event may not be
+    /// applied yet).
+    pub fn prune(&mut self, used: &std::collections::HashSet<u64>) -> Vec<u64> {
+        let mut forget = Vec::new();
+        self.by_id.retain(|id, c| {
+            if used.contains(id) {
+                c.forgotten = false;
+                c.fresh = false;
+                return true;
+            }
+            if c.fresh {
+                c.fresh = false;
+                return true;
+            }
+            if c.forgotten {
+                return false;
+            }
+            c.forgotten = true;
+            forget.push(*id);
+            true
+        });
+        forget
     }
 
     pub fn get(&self, id: u64) -> Option<&CgroupInfo> {
@@ -231,6 +292,11 @@ impl Cgroups {
         self.by_id.len()
     }
 
+    /// Whether the path of cgroup `id` is known.
+    pub fn contains(&self, id: u64) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
@@ -239,4 +305,39 @@ impl Cgroups {
 /// The default engine settings for the commands.
 pub fn engine_config() -> EngineConfig {
     EngineConfig::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(id: u64, p: &str) -> CgroupPath {
+        CgroupPath { id, path: p.into(), truncated: false }
+    }
+
+    #[test]
+    fn prune_forgets_then_drops_unused_cgroups() {
+        let mut c = Cgroups::default();
+        c.add(vec![path(1, "/"), path(2, "/docker/a"), path(3, "/b")]);
+        let used = |ids: &[u64]| ids.iter().copied().collect::<std::collections::HashSet<u64>>();
+        // Fresh ones are kept whatever their use.
+        assert!(c.prune(&used(&[1])).is_empty());
+        assert_eq!(c.len(), 3);
+        // Unused at the next prune: the kernel side is told to forget them, they stay.
+        assert_eq!(sorted(c.prune(&used(&[1]))), [2, 3]);
+        assert_eq!(c.len(), 3);
+        // 3 is used again (a process moved back in): kept. 2 is dropped.
+        assert!(c.prune(&used(&[1, 3])).is_empty());
+        assert!(c.contains(1) && c.contains(3) && !c.contains(2));
+        // A path sent again (the kernel side forgot it) is fresh again.
+        c.add(vec![path(2, "/docker/a")]);
+        assert!(c.prune(&used(&[1, 3])).is_empty());
+        assert_eq!(c.container(2).map(|r| r.runtime), None, "/docker/a is no container id");
+        assert_eq!(c.prune(&used(&[1, 3])), [2]);
+    }
+
+    fn sorted(mut v: Vec<u64>) -> Vec<u64> {
+        v.sort_unstable();
+        v
+    }
 }

@@ -40,6 +40,9 @@ pub const ITER_MODE_ALL: u32 = 0;
 /// at the cursor of that process's real parent (to reach a parent the kernel left
 /// out of the full walk), advancing the cursor.
 pub const ITER_MODE_PARENT_GROUP: u32 = 1;
+/// Name of the LRU map of cgroup ids whose path was sent (userspace forgets ids
+/// it dropped, so that their path is sent again if they show up again).
+pub const MAP_CGROUP_SEEN: &str = "CGROUP_SEEN";
 /// Name of the load-time global holding [`Config`].
 pub const GLOBAL_CONFIG: &str = "CONFIG";
 /// Name of the load-time global holding [`Offsets`].

@@ -156,6 +156,16 @@ impl Kernel {
         Ok(RingBuf::try_from(map)?)
     }
 
+    /// Makes the kernel side send the path of these cgroups again the next time
+    /// they show up (userspace dropped them). Ids the LRU map already evicted are
+    /// fine. Returns how many were removed.
+    pub fn forget_cgroups(&mut self, ids: &[u64]) -> Result<usize> {
+        let map =
+            self.ebpf.map_mut(abi::MAP_CGROUP_SEEN).ok_or_else(|| anyhow!("map {} missing", abi::MAP_CGROUP_SEEN))?;
+        let mut seen: aya::maps::HashMap<&mut MapData, u64, u64> = aya::maps::HashMap::try_from(map)?;
+        Ok(ids.iter().filter(|id| seen.remove(id).is_ok()).count())
+    }
+
     /// Takes the counter of records the kernel side could not write (once).
     pub fn take_lost_counter(&mut self) -> Result<LostCounter> {
         self.lost.take().map(LostCounter).ok_or_else(|| anyhow!("the lost counter was already taken"))

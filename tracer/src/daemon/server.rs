@@ -512,6 +512,7 @@ pub fn stats_json(tracker: &Tracker, rates: &Rates, started: Instant) -> serde_j
         "processes": s.processes,
         "threads": s.threads,
         "exited_kept": s.exited,
+        "cgroups_known": tracker.cgroups.len(),
         "ring_records": reader.records.load(Ordering::Relaxed),
         "malformed": reader.malformed.load(Ordering::Relaxed),
         "max_rss_kib": ru.ru_maxrss,
