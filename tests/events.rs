@@ -593,6 +593,16 @@ fn cgroup2_root() -> std::path::PathBuf {
 /// A cgroup the test made, removed on drop (its processes moved back to the root first).
 struct TestCgroup(std::path::PathBuf);
 
+impl TestCgroup {
+    /// A new cgroup `tracer-it-<what>-<test pid>` on the v2 hierarchy, and its name.
+    fn new(what: &str) -> (TestCgroup, String) {
+        let name = format!("tracer-it-{what}-{}", std::process::id());
+        let cg = TestCgroup(cgroup2_root().join(&name));
+        std::fs::create_dir(&cg.0).expect("create a cgroup v2 directory");
+        (cg, name)
+    }
+}
+
 impl Drop for TestCgroup {
     fn drop(&mut self) {
         let root = self.0.parent().map(|p| p.join("cgroup.procs"));
@@ -613,9 +623,7 @@ fn cgroup_move_is_an_event() {
     if !util::require_root() {
         return;
     }
-    let name = format!("tracer-it-move-{}", std::process::id());
-    let cg = TestCgroup(cgroup2_root().join(&name));
-    std::fs::create_dir(&cg.0).expect("create a cgroup v2 directory");
+    let (cg, name) = TestCgroup::new("move");
     let v1 = std::path::Path::new("/sys/fs/cgroup/memory").join(&name);
     let v1 = std::fs::create_dir(&v1).ok().map(|()| TestCgroup(v1));
     // The cgroup id is the directory's inode number (its kernfs node id).
@@ -658,9 +666,7 @@ fn pruned_cgroup_path_is_sent_again() {
     if !util::require_root() {
         return;
     }
-    let name = format!("tracer-it-prune-{}", std::process::id());
-    let cg = TestCgroup(cgroup2_root().join(&name));
-    std::fs::create_dir(&cg.0).expect("create a cgroup v2 directory");
+    let (cg, name) = TestCgroup::new("prune");
     let mut tracer = Tracer::start_env(&[], &[("TRACER_CGROUP_PRUNE_MS", "200")]);
     let mut moved = Vec::new();
     for round in 0..2 {
