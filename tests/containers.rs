@@ -20,6 +20,7 @@ use serde_json::Value;
 use crate::{
     tree::daemon::Daemon,
     util::{self, TempDir},
+    watch::Tmux,
 };
 
 /// How long the daemon's view may take to agree with the oracle (containers starting,
@@ -1440,5 +1441,46 @@ fn runc_container_seen_from_the_kernel() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    daemon.stop();
+}
+
+/// `tracer watch` says when a container starts and stops, in its status line: in
+/// process, and through a daemon (its story subscription).
+#[test]
+fn watch_tells_container_starts_and_stops() {
+    if !util::require_root() || !util::require_tool("runc") || !util::require_tool("tmux") {
+        return;
+    }
+    if !Path::new("/bin/busybox").exists() {
+        assert!(!util::under_ci(), "/bin/busybox (busybox-static) is missing");
+        return;
+    }
+    let daemon = Daemon::start(&[]);
+    let sock = daemon.socket().display().to_string();
+    let screens = [
+        ("in-process", Tmux::start("news-local", 220, 12, &format!("{} watch --standalone", util::TRACER))),
+        ("via the daemon", Tmux::start("news-daemon", 220, 12, &format!("{} watch --socket {sock}", util::TRACER))),
+    ];
+    for (way, t) in &screens {
+        let (s, ok) = t.wait_screen(Duration::from_secs(30), |s| s.contains("processes") && s.contains("q quit"));
+        assert!(ok, "{way}: tracer watch did not come up:\n{s}");
+    }
+    let c = RuncContainer::run("news");
+    let init = c.state()["pid"].as_u64().expect("runc state pid");
+    let started = format!("container started: runc {}", c.id);
+    for (way, t) in &screens {
+        let (s, ok) = t.wait_screen(SETTLE_TIMEOUT, |s| s.contains(&started));
+        assert!(ok, "{way}: no `{started}` on the screen:\n{s}");
+        let line = s.lines().find(|l| l.contains(&started)).unwrap_or_default();
+        assert!(line.contains(&format!("init pid {init}")), "{way}: {line}");
+    }
+    let id = c.id.clone();
+    c.stop();
+    let stopped = format!("container stopped: runc {id}, init pid {init} killed by SIGKILL");
+    for (way, t) in &screens {
+        let (s, ok) = t.wait_screen(SETTLE_TIMEOUT, |s| s.contains(&stopped));
+        assert!(ok, "{way}: no `{stopped}` on the screen:\n{s}");
+    }
+    drop(screens);
     daemon.stop();
 }

@@ -21,14 +21,14 @@ const UP_TIMEOUT: Duration = Duration::from_secs(20);
 // tmux
 
 /// A tmux server of its own (`-L`) with one detached session; killed on drop.
-struct Tmux {
+pub(crate) struct Tmux {
     socket: String,
     session: String,
 }
 
 impl Tmux {
     /// Starts `cmd` (a shell command line) in a detached `w`x`h` session.
-    fn start(name: &str, w: u16, h: u16, cmd: &str) -> Tmux {
+    pub(crate) fn start(name: &str, w: u16, h: u16, cmd: &str) -> Tmux {
         let t = Tmux { socket: format!("tracer-it-{name}-{}", std::process::id()), session: name.to_string() };
         let (w, h) = (w.to_string(), h.to_string());
         let out = t.run(&["new-session", "-d", "-x", &w, "-y", &h, "-s", name, cmd]);
@@ -46,7 +46,7 @@ impl Tmux {
     }
 
     /// The visible screen, one string per line.
-    fn capture(&self) -> String {
+    pub(crate) fn capture(&self) -> String {
         let out = self.run(&["capture-pane", "-p", "-t", &self.session]);
         assert!(out.status.success(), "tmux capture-pane failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -75,7 +75,7 @@ impl Tmux {
     }
 
     /// Waits until the screen satisfies `cond`; returns the last screen and whether it did.
-    fn wait_screen(&self, timeout: Duration, mut cond: impl FnMut(&str) -> bool) -> (String, bool) {
+    pub(crate) fn wait_screen(&self, timeout: Duration, mut cond: impl FnMut(&str) -> bool) -> (String, bool) {
         let until = Instant::now() + timeout;
         loop {
             let s = self.capture();

@@ -4,10 +4,10 @@
 //! The path comes from the kernel (the task's cgroup on the default hierarchy,
 //! read in BPF): no runtime socket, no /proc.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The runtime that made a container, as far as its cgroup path tells.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Runtime {
     Docker,
@@ -32,7 +32,7 @@ impl Runtime {
 }
 
 /// Kubernetes QoS class of a pod.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Qos {
     Guaranteed,
@@ -41,7 +41,7 @@ pub enum Qos {
 }
 
 /// A Kubernetes pod, from the kubepods hierarchy.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Pod {
     /// The pod's uid, with dashes (as the API shows it).
     pub uid: String,
@@ -63,10 +63,10 @@ pub struct ContainerRef {
 }
 
 impl ContainerRef {
-    /// The id as `docker ps` shows it: 12 characters.
+    /// The id as shown: 12 characters of a runtime's 64-hex-digit id (as `docker
+    /// ps` shows it), else the whole id (a name given to ctr or runc).
     pub fn short_id(&self) -> &str {
-        let end = self.id.char_indices().nth(12).map_or(self.id.len(), |(i, _)| i);
-        &self.id[..end]
+        if is_hex_id(&self.id) { &self.id[..12] } else { &self.id }
     }
 }
 
@@ -364,6 +364,8 @@ mod tests {
             assert_eq!(from_cgroup_path(p), None, "{p}");
         }
         assert_eq!(plain("/mybox").map(|c| c.id), Some("mybox".to_string()));
+        let long = plain("/a-container-named-by-hand").expect("plain");
+        assert_eq!(long.short_id(), "a-container-named-by-hand", "names are shown whole");
         assert_eq!(plain("/system.slice/ssh.service"), None);
         assert_eq!(plain("/"), None);
     }

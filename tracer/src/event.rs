@@ -162,6 +162,17 @@ impl Serialize for ExitStatus {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for ExitStatus {
+    /// From the form [`Serialize`] writes: `raw` says it all.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            raw: u32,
+        }
+        Raw::deserialize(d).map(|r| ExitStatus { raw: r.raw })
+    }
+}
+
 /// The name of a signal number (`SIGKILL`), or `SIG<n>`.
 pub fn signal_name(sig: u8) -> &'static str {
     const NAMES: [&str; 32] = [

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     container::{self, ContainerRef},
@@ -31,7 +31,7 @@ pub const SETTLE_NS: u64 = 1_000_000_000;
 const ABANDON_NS: u64 = 60_000_000_000;
 
 /// One step of a container start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// The runtime shim was exec'd for this container.
@@ -71,7 +71,7 @@ impl Stage {
 }
 
 /// One stage as it happened.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Step {
     pub stage: Stage,
     pub ts_ns: u64,
@@ -84,7 +84,7 @@ pub struct Step {
 }
 
 /// The container a story is about.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Subject {
     pub runtime: container::Runtime,
     pub id: String,
@@ -97,7 +97,7 @@ pub struct Subject {
 }
 
 /// A container start, told once the entrypoint has run for [`SETTLE_NS`].
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StartStory {
     pub container: Subject,
     /// The first stage's time.
@@ -114,7 +114,7 @@ pub struct StartStory {
 }
 
 /// A container stop: its pid 1 exited.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StopStory {
     pub container: Subject,
     pub ts_ns: u64,
@@ -130,7 +130,7 @@ pub struct StopStory {
     pub shim_exit_ns: Option<u64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Story {
     ContainerStart(StartStory),
@@ -551,6 +551,29 @@ impl Story {
         }
     }
 
+    /// One short line: what happened to which container, and the gist.
+    pub fn headline(&self) -> String {
+        let who = |c: &Subject| {
+            let name = c.name.as_deref().unwrap_or(&c.short_id);
+            format!("{} {name}", c.runtime.name())
+        };
+        match self {
+            Story::ContainerStart(s) => {
+                let mut h = format!("container started: {}", who(&s.container));
+                if let Some(t) = s.to_entrypoint_ns {
+                    h.push_str(&format!(", entrypoint after {}", ms(t)));
+                }
+                if let Some(p) = s.init_pid {
+                    h.push_str(&format!(", init pid {p}"));
+                }
+                h
+            }
+            Story::ContainerStop(s) => {
+                format!("container stopped: {}, init pid {} {}", who(&s.container), s.init_pid, s.status)
+            }
+        }
+    }
+
     /// The story as text: a headline, then one line per stage.
     pub fn text(&self, boot_epoch_ns: i128) -> String {
         use std::fmt::Write as _;
@@ -800,5 +823,51 @@ mod tests {
             Some("abc".into())
         );
         assert_eq!(shim_id(&a(&["containerd-shim-runc-v2", "-id"])), None);
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    /// What the daemon sends is what a client reads back (the watch's news).
+    #[test]
+    fn stories_round_trip_through_json() {
+        let subject = Subject {
+            runtime: container::Runtime::Docker,
+            id: "1a2b".into(),
+            short_id: "1a2b".into(),
+            name: Some("web-a".into()),
+            image: None,
+            pod: None,
+            cgroup: Some("/docker/1a2b".into()),
+        };
+        let stop = Story::ContainerStop(StopStory {
+            container: subject.clone(),
+            ts_ns: 5,
+            init_pid: 950,
+            status: ExitStatus { raw: 9 },
+            lifetime_ns: 2_000_000_000,
+            others_exited: 1,
+            last_exit_ns: Some(100),
+            shim_exit_ns: None,
+        });
+        let mut v = serde_json::to_value(&stop).expect("serialize");
+        v["time"] = "2026-11-27T02:00:00Z".into();
+        let back: Story = serde_json::from_value(v).expect("deserialize");
+        assert_eq!(back.headline(), "container stopped: docker web-a, init pid 950 killed by SIGKILL");
+        assert_eq!(back.headline(), stop.headline());
+        let start = Story::ContainerStart(StartStory {
+            container: Subject { name: None, ..subject },
+            ts_ns: 1,
+            steps: vec![],
+            to_entrypoint_ns: Some(133_500_000),
+            init_pid: Some(950),
+            init_ns_pid: Some(1),
+            forks: 0,
+            threads: 0,
+        });
+        let back: Story = serde_json::from_value(serde_json::to_value(&start).expect("ser")).expect("de");
+        assert_eq!(back.headline(), "container started: docker 1a2b, entrypoint after 133.5 ms, init pid 950");
     }
 }

@@ -31,8 +31,7 @@ impl Known {
     /// The id as shown: 12 characters for a runtime's 64-hex-digit ids, else the
     /// whole id (a name given to ctr or runc).
     pub fn display_id(&self) -> &str {
-        let id = &self.container.id;
-        if is_hex_id(id) { self.container.short_id() } else { id }
+        self.container.short_id()
     }
 
     /// The name when known, else the id as shown.

@@ -15,12 +15,49 @@ use super::view::{Counters, View};
 use crate::{
     daemon::{
         client::Client,
-        protocol::{Filter, Request, SnapshotFormat},
+        protocol::{Filter, LineFormat, Request, SnapshotFormat},
     },
     engine::{Engine, EngineConfig, FxHashSet},
     event::{Argv, Body, Comm, Event, ExitStatus, ProcRef, TaskInfo},
     render::{Containers, Known},
+    story::Story,
 };
+
+/// Container stories from the daemon, as headlines: a second connection
+/// subscribed to them, read by a task of its own (a line read is not cancel-safe,
+/// a channel receive is). None when the daemon does not offer them; the channel
+/// closes when the daemon closes the subscription.
+pub async fn subscribe_news(socket: &std::path::Path) -> Option<tokio::sync::mpsc::Receiver<String>> {
+    let mut c = Client::connect(socket).await.ok()??;
+    let filter = Filter { containers: true, ..Filter::default() };
+    if let Err(e) = c.request(&Request::Subscribe { format: LineFormat::Json, filter }).await {
+        log::info!("no container news from the daemon: {e:#}");
+        return None;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        while let Ok(Some(v)) = c.next().await {
+            let Some(story) = v.get("story") else { continue };
+            match serde_json::from_value::<Story>(story.clone()) {
+                Ok(s) => {
+                    if tx.send(s.headline()).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => log::debug!("a story the daemon sent does not parse: {e}"),
+            }
+        }
+    });
+    Some(rx)
+}
+
+/// The next headline; pends forever without news, None once it ended.
+pub async fn next_news(news: &mut Option<tokio::sync::mpsc::Receiver<String>>) -> Option<String> {
+    match news {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// How often a snapshot is requested.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);

@@ -53,6 +53,7 @@ use crate::{
     clock,
     daemon::client::Client,
     render::{Containers, NameCache},
+    story::Stories,
     tracker::{self, Step, Tracker},
 };
 use view::{Action, Config, Counters, View};
@@ -90,7 +91,8 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     {
         let note = format!("via the daemon at {} (snapshot every 500 ms)", args.client.socket.display());
         let view = View::new(Config { no_color, source_note: Some(note) }, &filter);
-        return via_daemon(client, view).await;
+        let news = daemon::subscribe_news(&args.client.socket).await;
+        return via_daemon(client, news, view).await;
     }
     let view = View::new(Config { no_color, source_note: None }, &filter);
     in_process(&args, view).await
@@ -117,6 +119,9 @@ async fn in_process(args: &WatchArgs, mut view: View) -> Result<ExitCode> {
     let mut updates = Vec::with_capacity(4096);
     let mut tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
     let mut names = NameCache::new(crate::cmd::containers::enricher(&args.docker_root));
+    // Container starts and stops, shown in the status line as they are told.
+    let mut stories = Stories::new(crate::cmd::containers::enricher(&args.docker_root));
+    let mut told = Vec::new();
     // The start-up walk is the state shown, not news.
     updates.clear();
     tracker.engine.tick(clock::boot_now_ns(), &mut updates);
@@ -135,8 +140,15 @@ async fn in_process(args: &WatchArgs, mut view: View) -> Result<ExitCode> {
         if !updates.is_empty() {
             for u in &updates {
                 view.observe(u);
+                stories.update(&tracker.engine, &tracker.cgroups, u);
             }
             updates.clear();
+            pace.changed = true;
+        }
+        let now = clock::boot_now_ns();
+        stories.tick(now, &mut told);
+        for s in told.drain(..) {
+            view.note(s.headline(), now);
             pace.changed = true;
         }
         let act = ui.drain(&mut view);
@@ -166,7 +178,7 @@ fn rebuild_local(view: &mut View, tracker: &Tracker, names: &mut NameCache) {
 }
 
 /// Through a running daemon: its snapshots, every 500 ms.
-async fn via_daemon(client: Client, mut view: View) -> Result<ExitCode> {
+async fn via_daemon(client: Client, mut news: Option<mpsc::Receiver<String>>, mut view: View) -> Result<ExitCode> {
     let mut src = daemon::DaemonSource::new(client);
     src.refresh(&mut view).await?;
     view.rebuild(&src.engine, &src.containers, src.counters, clock::boot_now_ns());
@@ -193,6 +205,17 @@ async fn via_daemon(client: Client, mut view: View) -> Result<ExitCode> {
                     None => Action::Quit,
                 };
                 a.max(ui.drain(&mut view))
+            }
+            line = daemon::next_news(&mut news) => {
+                match line {
+                    Some(text) => {
+                        view.note(text, clock::boot_now_ns());
+                        pace.changed = true;
+                    }
+                    // The daemon closed it: no news from here on (the snapshots say the rest).
+                    None => news = None,
+                }
+                ui.drain(&mut view)
             }
         };
         if act == Action::Quit {

@@ -707,3 +707,24 @@ fn keys_from_terminal_bytes() {
         p.feed(&bytes);
     }
 }
+
+#[test]
+fn container_news_in_the_status_line_while_it_is_news() {
+    let mut v = view();
+    let e = world(&mut v);
+    rebuild(&mut v, &e, NOW);
+    v.note("container started: docker web-a, entrypoint after 133.5 ms, init pid 950".into(), NOW);
+    let got = screen(&mut v, 160, 10);
+    assert_eq!(
+        got[1],
+        "4 of 4 processes  container started: docker web-a, entrypoint after 133.5 ms, init pid 950  ? help  / filter  q quit"
+    );
+    // Bold (and cyan with colour) where the news is.
+    let b = draw(&mut v, 160, 10);
+    let cell = b.cell((20, 1)).expect("cell");
+    assert!(cell.modifier.contains(Modifier::BOLD) && cell.fg == Color::Cyan, "{cell:?}");
+    // Gone once it is old.
+    rebuild(&mut v, &e, NOW + super::view::NEWS_NS);
+    let got = screen(&mut v, 160, 10);
+    assert_eq!(got[1], "4 of 4 processes  ? help  / filter  q quit");
+}

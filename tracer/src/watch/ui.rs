@@ -273,11 +273,26 @@ impl View {
         if self.grouped {
             text.push_str("  grouped by container");
         }
-        if let Some(n) = &self.cfg.source_note {
-            let _ = write!(text, "  {n}");
+        let end = area.x + area.width;
+        let (mut x, _) = buf.set_stringn(area.x, y, &text, usize::from(area.width), Style::default());
+        // The latest container start or stop, while it is news, before the hints.
+        if let Some((news, until)) = &self.news
+            && self.now < *until
+        {
+            let style = if self.cfg.no_color {
+                Style::default().add_modifier(Modifier::BOLD)
+            } else {
+                Style::default().fg(Color::Cyan).add_modifier(Modifier::BOLD)
+            };
+            let rest = usize::from(end.saturating_sub(x));
+            (x, _) = buf.set_stringn(x, y, format!("  {news}"), rest, style);
         }
-        text.push_str("  ? help  / filter  q quit");
-        buf.set_stringn(area.x, y, &text, usize::from(area.width), Style::default());
+        let mut hints = String::new();
+        if let Some(n) = &self.cfg.source_note {
+            let _ = write!(hints, "  {n}");
+        }
+        hints.push_str("  ? help  / filter  q quit");
+        buf.set_stringn(x, y, &hints, usize::from(end.saturating_sub(x)), Style::default());
         None
     }
 

@@ -213,9 +213,20 @@ pub struct View {
     pub(super) now: u64,
     /// Exited processes whose exit status is unknown (daemon snapshots).
     pub unknown_exits: FxHashSet<ProcRef>,
+    /// The latest container start or stop, and until when (boot clock) it shows.
+    pub(super) news: Option<(String, u64)>,
 }
 
+/// How long a container start or stop shows in the status line.
+pub const NEWS_NS: u64 = 15_000_000_000;
+
 impl View {
+    /// Shows `text` (a container start or stop) in the status line for [`NEWS_NS`]
+    /// from `now_ns`.
+    pub fn note(&mut self, text: String, now_ns: u64) {
+        self.news = Some((text, now_ns + NEWS_NS));
+    }
+
     pub fn new(cfg: Config, filter: &str) -> View {
         let filter_text = filter.trim().to_string();
         View {
@@ -237,6 +248,7 @@ impl View {
             samples: VecDeque::new(),
             now: 0,
             unknown_exits: FxHashSet::default(),
+            news: None,
         }
     }
 
