@@ -57,6 +57,9 @@ pub enum Command {
     /// Header: tasks (all threads) = processes + threads (beyond each process's main
     /// thread), events/s, lost events, and `DEGRADED, repairing` after lost events.
     ///
+    /// Status line: processes shown, the filter, and for 15 s each container start or
+    /// stop (`container started: docker web-a, entrypoint after 133.5 ms, init pid 950`).
+    ///
     /// The tree comes from an engine in this process (needs root). When a daemon
     /// answers at --socket (and --standalone is not given), the view is rebuilt from the
     /// daemon's snapshots instead, one every 500 ms (thread spawn rates then count the
