@@ -46,9 +46,14 @@ impl StoryWatch {
     /// Starts it with `args` (`--socket S` through a daemon, or `--standalone`) and
     /// waits until it traces.
     fn start(args: &[&str]) -> StoryWatch {
+        StoryWatch::events(&[&["--containers"], args].concat())
+    }
+
+    /// `tracer events --json ARGS` (plain events, or stories with `--containers`).
+    fn events(args: &[&str]) -> StoryWatch {
         let dir = TempDir::new("stories");
         let child = Command::new(util::TRACER)
-            .args(["events", "--containers", "--json"])
+            .args(["events", "--json"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("out")).expect("stories file"))
@@ -177,6 +182,41 @@ fn start_story_problems(s: &Value, runtime: &str, init_pid: u32, stages: &[&str]
         p.push(format!("the entrypoint exec is by pid {}, not the init", entry["pid"]));
     }
     p
+}
+
+/// The id of container `id`'s cgroup on the v2 hierarchy: its directory's inode,
+/// wherever the runtime put it (`/docker/<id>`, `/<id>`).
+fn container_cgroup_id(id: &str) -> Option<u64> {
+    let roots = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"];
+    let dirs = roots.iter().flat_map(|r| [format!("{r}/docker/{id}"), format!("{r}/{id}")]);
+    dirs.filter_map(|d| std::fs::metadata(d).ok()).find(|m| m.is_dir()).map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+}
+
+/// `tracer events --container` output: the execs `want` (pid, file name) are there,
+/// and every event is in the container's cgroup (the oracle: its directory's inode).
+fn check_container_events(w: &StoryWatch, id: &str, want: &[(u32, &str)]) {
+    let cgroup = container_cgroup_id(id).unwrap_or_else(|| panic!("no cgroup directory of {id}"));
+    let t = Instant::now();
+    let events = loop {
+        let events = w.stories();
+        let has = |pid: u32, file: &str| {
+            events.iter().any(|e| e["kind"] == "exec" && e["pid"] == pid && e["filename"].as_str() == Some(file))
+        };
+        if want.iter().all(|(p, f)| has(*p, f)) {
+            break events;
+        }
+        assert!(
+            t.elapsed() < SETTLE_TIMEOUT,
+            "tracer events --container {id}: no exec of {want:?} in:\n{}\nstderr: {}",
+            events.iter().map(Value::to_string).collect::<Vec<_>>().join("\n"),
+            w.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Kernel events say their task's cgroup (derived lines, such as reparent, do not).
+    let outside: Vec<&Value> =
+        events.iter().filter(|e| e.get("cgroup_id").is_some() && e["cgroup_id"].as_u64() != Some(cgroup)).collect();
+    assert!(outside.is_empty(), "events of --container {id} outside its cgroup {cgroup}: {outside:#?}");
 }
 
 /// The exit status an oracle reports (docker's ExitCode: the code, or 128 + signal).
@@ -936,6 +976,9 @@ fn docker_containers_seen_from_the_kernel() {
     let daemon = Daemon::start(&["--docker-root", &d.data_root()]);
     // Every start and stop told as a story, through the daemon.
     let stories = StoryWatch::start(&["--socket", &daemon.socket().display().to_string()]);
+    // The events of one container, named before it exists, through the daemon.
+    let web_a_events =
+        StoryWatch::events(&["--socket", &daemon.socket().display().to_string(), "--container", "web-a"]);
 
     let mut plan = vec![("web-a", Workload::BusyboxHttpd), ("web-b", Workload::BusyboxHttpd)];
     if apache.is_some() {
@@ -1027,6 +1070,20 @@ fn docker_containers_seen_from_the_kernel() {
         let listed = list.iter().find(|l| l["id"] == c.id.as_str()).expect("listed");
         eprintln!("  {} {}: {} processes, {} threads", c.name, &c.id[..12], listed["processes"], listed["threads"]);
     }
+
+    // `tracer events --container web-a`: web-a's entrypoint and its docker exec'd
+    // sleep, every event in web-a's cgroup, nothing of the others.
+    let web_a = started.iter().find(|c| c.name == "web-a").expect("web-a");
+    let execd = web_a.execd.expect("web-a has an exec'd sleep");
+    check_container_events(&web_a_events, &web_a.id, &[(web_a.init_pid(), "/bin/httpd"), (execd, "/bin/sleep")]);
+    let others: BTreeSet<u32> = started.iter().filter(|c| c.name != "web-a").map(|c| c.init_pid()).collect();
+    let strays: Vec<Value> = web_a_events
+        .stories()
+        .into_iter()
+        .filter(|e| e["pid"].as_u64().is_some_and(|p| others.contains(&(p as u32))))
+        .collect();
+    assert!(strays.is_empty(), "events of other containers' inits in web-a's stream: {strays:#?}");
+    web_a_events.stop();
 
     // Each start, told as one story: the runtime chain from the shim to the entrypoint.
     for c in &started {
@@ -1129,6 +1186,11 @@ struct RuncContainer {
 }
 
 impl RuncContainer {
+    /// The id `run(name)` gives its container.
+    fn id_for(name: &str) -> String {
+        format!("tracer-it-runc-{}-{name}", std::process::id())
+    }
+
     /// `runc run -d` of `/bin/sleep 300` in a busybox bundle, as `tracer-it-runc-PID-NAME`.
     fn run(name: &str) -> RuncContainer {
         let bundle = TempDir::new("runc-bundle");
@@ -1137,7 +1199,7 @@ impl RuncContainer {
         let rootfs = dir.join("rootfs");
         busybox_rootfs(&rootfs);
         let c = RuncContainer {
-            id: format!("tracer-it-runc-{}-{name}", std::process::id()),
+            id: RuncContainer::id_for(name),
             state_root: format!("/run/tracer-it-runc-{}-{name}", std::process::id()),
             bundle,
             stopped: false,
@@ -1338,6 +1400,8 @@ fn runc_container_seen_from_the_kernel() {
     let daemon = Daemon::start(&[]);
     // The start and stop of the second told as stories, by an engine of its own.
     let stories = StoryWatch::start(&["--standalone"]);
+    // b's events, by its id before it exists, from an engine of its own.
+    let b_events = StoryWatch::events(&["--standalone", "--container", &RuncContainer::id_for("b")]);
     let b = RuncContainer::run("b");
     let mut inits = Vec::new();
     for c in [&a, &b] {
@@ -1365,6 +1429,9 @@ fn runc_container_seen_from_the_kernel() {
     let listed = wait_runc_agrees(&daemon, &a, inits[0], Some(execd));
     assert_eq!(listed["processes"], 2, "{listed}");
     wait_runc_agrees(&daemon, &b, inits[1], None);
+
+    check_container_events(&b_events, &b.id, &[(inits[1], "/bin/sleep")]);
+    b_events.stop();
 
     // b's start: runc run, its init, the new pid namespace, the cgroup, the entrypoint.
     let story = stories.wait_for("container_start", &b.id, "runc b");

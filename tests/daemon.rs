@@ -313,7 +313,7 @@ fn malformed_requests_get_errors() {
         (b"{\"verb\":\"snapshot\",\"format\":\"png\"}\n", "unknown variant"),
         (b"\xff\xfe\n", "UTF-8"),
         (b"{\"verb\":\"snapshot\",\"by_container\":\"yes\"}\n", "bad request"),
-        (b"{\"verb\":\"subscribe\",\"filter\":{\"container\":\"web\"}}\n", "snapshots only"),
+        (b"{\"verb\":\"subscribe\",\"filter\":{\"container\":\" \"}}\n", "filter.container is empty"),
     ] {
         let v = ask(&d, req);
         assert_eq!(v["ok"], false, "{v}");

@@ -142,7 +142,7 @@ impl EventsArgs {
             pid: self.filter.pid,
             comm: self.filter.comm.clone(),
             user: None,
-            container: None,
+            container: self.container.clone(),
             no_threads: self.no_threads,
             no_kthreads: self.no_kthreads,
             containers: self.containers,
@@ -192,9 +192,20 @@ pub struct EventsArgs {
     /// pid 1's exit).
     #[arg(long)]
     pub containers: bool,
-    /// Docker data root to read container names and images from (repeatable; default /var/lib/docker).
-    #[arg(long, value_name = "PATH", requires = "containers")]
+    /// Only the events of this container's processes (its short id, an id prefix or
+    /// its name; with --containers, only its stories).
+    #[arg(long, value_name = "ID", value_parser = non_empty)]
+    pub container: Option<String>,
+    /// Docker data root to read container names and images from (repeatable; default
+    /// /var/lib/docker). Through a daemon, the daemon's own --docker-root applies.
+    #[arg(long, value_name = "PATH")]
     pub docker_root: Vec<std::path::PathBuf>,
+}
+
+/// A value that is not empty (after trimming).
+fn non_empty(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() { Err("must not be empty".to_string()) } else { Ok(t.to_string()) }
 }
 
 #[derive(Args, Debug)]

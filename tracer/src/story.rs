@@ -544,6 +544,14 @@ impl Story {
         }
     }
 
+    /// The container it is about.
+    pub fn subject(&self) -> &Subject {
+        match self {
+            Story::ContainerStart(s) => &s.container,
+            Story::ContainerStop(s) => &s.container,
+        }
+    }
+
     pub fn ts_ns(&self) -> u64 {
         match self {
             Story::ContainerStart(s) => s.ts_ns,

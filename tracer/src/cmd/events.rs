@@ -24,7 +24,7 @@ use crate::{
     },
     output::{self, Line},
     story::Stories,
-    stream,
+    stream::{self, ContainerScope},
     tracker::{self, Step, Tracker},
 };
 
@@ -48,8 +48,10 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
     let mut printer = Printer::new(args.json, boot);
     let filter = args.stream_filter();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let enrich = crate::cmd::containers::enricher(&args.docker_root);
+    let mut scope = args.container.as_deref().map(|q| ContainerScope::new(q, enrich.clone()));
     if args.containers {
-        return stories(args, tracker, stop, updates, boot).await;
+        return stories(args, tracker, stop, updates, boot, scope).await;
     }
     loop {
         let step = tokio::select! {
@@ -61,7 +63,9 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
             printer.line(&Line::Lost { ts_ns, lost, total });
         }
         for u in updates.drain(..) {
-            if let Some(line) = stream::line_for(&tracker.engine, &filter, &u) {
+            if let Some(line) = stream::line_for(&tracker.engine, &filter, &u)
+                && scope.as_mut().is_none_or(|s| s.admits(&tracker.engine, &tracker.cgroups, &u))
+            {
                 *counts.entry(line.kind()).or_default() += 1;
                 printer.line(&line);
             }
@@ -77,7 +81,9 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
     updates.clear();
     tracker.finish(&mut updates).await;
     for u in updates.drain(..) {
-        if let Some(line) = stream::line_for(&tracker.engine, &filter, &u) {
+        if let Some(line) = stream::line_for(&tracker.engine, &filter, &u)
+            && scope.as_mut().is_none_or(|s| s.admits(&tracker.engine, &tracker.cgroups, &u))
+        {
             *counts.entry(line.kind()).or_default() += 1;
             printer.line(&line);
         }
@@ -96,6 +102,7 @@ async fn stories(
     mut stop: Stop,
     mut updates: Vec<crate::engine::Update>,
     boot: i128,
+    scope: Option<ContainerScope>,
 ) -> Result<ExitCode> {
     let mut stories = Stories::new(crate::cmd::containers::enricher(&args.docker_root));
     let mut told = Vec::new();
@@ -128,6 +135,9 @@ async fn stories(
         let now = if step == Step::Ended { u64::MAX / 2 } else { clock::boot_now_ns() };
         stories.tick(now, &mut told);
         for s in told.drain(..) {
+            if scope.as_ref().is_some_and(|sc| !sc.admits_story(&s)) {
+                continue;
+            }
             *counts.entry(s.kind()).or_default() += 1;
             let written = if args.json {
                 let mut v = serde_json::to_value(&s)?;

@@ -74,7 +74,8 @@ pub struct Filter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Only processes of the containers this names: short id, id prefix or name
-    /// (snapshots only; grouped by container as with `by_container`).
+    /// (snapshots: grouped by container as with `by_container`; subscriptions: the
+    /// events of their processes, or their stories).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     /// Leave out thread creations and exits (subscriptions only).

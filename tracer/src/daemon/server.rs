@@ -34,7 +34,7 @@ use crate::{
     cli::DaemonArgs,
     clock,
     cmd::ps::render_options,
-    engine::{Engine, Update},
+    engine::Update,
     output::{self, Line},
     render,
     story::{Stories, Story},
@@ -60,6 +60,8 @@ enum Reply {
 
 struct Subscriber {
     filter: Filter,
+    /// `filter.container`, resolved per cgroup.
+    scope: Option<stream::ContainerScope>,
     format: LineFormat,
     tx: mpsc::Sender<Bytes>,
     missed: u64,
@@ -140,7 +142,7 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
                         rates.count(ev.body.name(), 1);
                     }
                     stories.update(&tracker.engine, &tracker.cgroups, u);
-                    dispatch(&mut subs, &tracker.engine, u, &mut json, boot);
+                    dispatch(&mut subs, &tracker, u, &mut json, boot);
                 }
                 updates.clear();
                 stories.tick(clock::boot_now_ns(), &mut told);
@@ -322,8 +324,8 @@ fn answer(
                 }
             }))
         }
-        Request::Subscribe { filter, .. } if filter.container.is_some() => {
-            Reply::Line(protocol::error_line("filter.container applies to snapshots only"))
+        Request::Subscribe { filter, .. } if filter.container.as_deref().is_some_and(|c| c.trim().is_empty()) => {
+            Reply::Line(protocol::error_line("filter.container is empty: give a short id, an id prefix or a name"))
         }
         Request::Subscribe { format, filter } => {
             let (tx, rx) = mpsc::channel(QUEUE);
@@ -332,7 +334,8 @@ fn answer(
             let g = render::Grouping::default();
             let snap = render::json_in(engine, &cx, &render_filter(&filter), &g, &render_options(true));
             let first = to_line(&json!({"ok": true, "snapshot": snap}));
-            subs.push(Subscriber { filter, format, tx, missed: 0, stalled_since: None, cut: cut.clone() });
+            let scope = filter.container.as_deref().map(|q| stream::ContainerScope::new(q, enrich.clone()));
+            subs.push(Subscriber { filter, scope, format, tx, missed: 0, stalled_since: None, cut: cut.clone() });
             Reply::Subscribed { first, lines: rx, cut }
         }
         Request::Containers => {
@@ -343,7 +346,8 @@ fn answer(
 }
 
 /// Sends one update to every subscriber that wants it, formatting it once per format.
-fn dispatch(subs: &mut Vec<Subscriber>, engine: &Engine, u: &Update, json: &mut output::JsonWriter, boot: i128) {
+fn dispatch(subs: &mut Vec<Subscriber>, tracker: &Tracker, u: &Update, json: &mut output::JsonWriter, boot: i128) {
+    let engine = &tracker.engine;
     if subs.is_empty() {
         return;
     }
@@ -351,6 +355,9 @@ fn dispatch(subs: &mut Vec<Subscriber>, engine: &Engine, u: &Update, json: &mut 
     let mut as_text: Option<Bytes> = None;
     for s in subs.iter_mut().filter(|s| !s.filter.containers) {
         let Some(line) = stream::line_for(engine, &s.filter, u) else { continue };
+        if s.scope.as_mut().is_some_and(|sc| !sc.admits(engine, &tracker.cgroups, u)) {
+            continue;
+        }
         let bytes = format_line(&line, s.format, &mut as_json, &mut as_text, json, boot);
         push(s, bytes);
     }
@@ -363,6 +370,9 @@ fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: i128) {
     for story in told.drain(..) {
         let (mut as_json, mut as_text) = (None, None);
         for s in subs.iter_mut().filter(|s| s.filter.containers) {
+            if s.scope.as_ref().is_some_and(|sc| !sc.admits_story(&story)) {
+                continue;
+            }
             let bytes = match s.format {
                 LineFormat::Json => as_json
                     .get_or_insert_with(|| {
