@@ -285,8 +285,17 @@ impl Stories {
             return Some((c.clone(), info.path.clone()));
         }
         let plain = container::plain(&info.path)?;
-        let own_ns = self.host_pidns(engine).is_some_and(|h| h != ev.task.pidns);
-        (chain_id == Some(plain.id.as_str()) || own_ns && ev.task.ns_pid == 1).then(|| (plain, info.path.clone()))
+        if chain_id == Some(plain.id.as_str()) {
+            return Some((plain, info.path.clone()));
+        }
+        // Without a runtime's word for it: pid 1 of a pid namespace of its own, in a
+        // cgroup no host process shares (as `Attribution` has it).
+        let host = self.host_pidns(engine)?;
+        let id = ev.task.cgroup_id;
+        let own = ev.task.ns_pid == 1
+            && ev.task.pidns != host
+            && !engine.live_processes().any(|p| p.cgroup_id == id && p.pidns == host);
+        own.then(|| (plain, info.path.clone()))
     }
 
     /// Follows one update (after the engine applied it).
@@ -814,6 +823,26 @@ mod tests {
         w.apply(vec![exec(12 * MS, task(301, 300, NEW, 1, 7, "sleep"), 301, "/bin/sleep", &["sleep", "1"])]);
         w.apply(vec![pexit(SEC, task(301, 300, NEW, 1, 7, "sleep"), 0, None)]);
         assert!(w.tick(10 * SEC).is_empty());
+    }
+
+    #[test]
+    fn a_pid_namespace_in_a_shared_cgroup_is_no_container() {
+        let mut w = W::new("/docker/x");
+        w.cg.add(vec![CgroupPath { id: 8, path: "/jobs".into(), truncated: false }]);
+        // A host process in /jobs, and `unshare --pid --fork` run there.
+        w.apply(vec![fork(5 * MS, task(290, 100, HOST, 290, 8, "worker"))]);
+        w.apply(spawn(10 * MS, 300, 100, "/usr/bin/unshare", &["unshare", "--pid", "--fork", "sleep", "1"]));
+        w.apply(vec![fork(11 * MS, task(301, 300, NEW, 1, 8, "unshare"))]);
+        w.apply(vec![exec(12 * MS, task(301, 300, NEW, 1, 8, "sleep"), 301, "/bin/sleep", &["sleep", "1"])]);
+        w.apply(vec![pexit(SEC, task(301, 300, NEW, 1, 8, "sleep"), 0, None)]);
+        assert!(w.tick(10 * SEC).is_empty());
+        // Alone in a cgroup of its own, the same is a (plain runc-like) container.
+        w.cg.add(vec![CgroupPath { id: 9, path: "/box".into(), truncated: false }]);
+        w.apply(vec![fork(11 * SEC, task(401, 300, NEW, 1, 9, "unshare"))]);
+        w.apply(vec![exec(11 * SEC, task(401, 300, NEW, 1, 9, "sleep"), 401, "/bin/sleep", &["sleep", "1"])]);
+        let told = w.tick(13 * SEC);
+        let [Story::ContainerStart(s)] = told.as_slice() else { panic!("one start: {told:#?}") };
+        assert_eq!(s.container.id, "box");
     }
 
     #[test]
