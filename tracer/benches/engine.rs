@@ -465,7 +465,7 @@ fn throughput(total: usize, target: usize, step_ns: u64) {
 
 fn throughput_told(total: usize, target: usize, step_ns: u64, told: bool) {
     let mut st = told.then(|| Storyteller {
-        stories: Stories::new(Enricher { docker_roots: vec![] }),
+        stories: Stories::new(Enricher::none()),
         cgroups: Cgroups::default(),
         told: Vec::new(),
     });

@@ -179,20 +179,36 @@ pub fn list(engine: &Engine, cgroups: &Cgroups, enrich: &Enricher) -> Vec<Contai
 pub struct Enricher {
     /// Docker data roots to look in (`<root>/containers/<id>/config.v2.json`).
     pub docker_roots: Vec<std::path::PathBuf>,
+    /// containers/storage roots, shared by podman and CRI-O
+    /// (`<root>/<driver>-containers/containers.json`).
+    pub storage_roots: Vec<std::path::PathBuf>,
 }
+
+/// Where containers/storage keeps its state when run as root.
+pub const STORAGE_ROOT: &str = "/var/lib/containers/storage";
 
 impl Default for Enricher {
     fn default() -> Self {
-        Enricher { docker_roots: vec!["/var/lib/docker".into()] }
+        Enricher { docker_roots: vec!["/var/lib/docker".into()], storage_roots: vec![STORAGE_ROOT.into()] }
     }
 }
 
 impl Enricher {
+    /// One that reads nothing (tests, benchmarks).
+    pub fn none() -> Enricher {
+        Enricher { docker_roots: vec![], storage_roots: vec![] }
+    }
+
     /// (name, image) of a container, when its runtime's state file is readable.
     pub fn lookup(&self, c: &ContainerRef) -> (Option<String>, Option<String>) {
-        if c.runtime != Runtime::Docker {
-            return (None, None);
+        match c.runtime {
+            Runtime::Docker => self.docker(c),
+            Runtime::Podman | Runtime::CriO => self.storage(c),
+            _ => (None, None),
         }
+    }
+
+    fn docker(&self, c: &ContainerRef) -> (Option<String>, Option<String>) {
         for root in &self.docker_roots {
             let path = root.join("containers").join(&c.id).join("config.v2.json");
             let Ok(text) = std::fs::read_to_string(&path) else { continue };
@@ -200,6 +216,38 @@ impl Enricher {
             let name = v.get("Name").and_then(|n| n.as_str()).map(|n| n.trim_start_matches('/').to_string());
             let image = v.pointer("/Config/Image").and_then(|n| n.as_str()).map(str::to_string);
             return (name, image);
+        }
+        (None, None)
+    }
+
+    /// From containers/storage's `containers.json`: podman's name and image name in
+    /// each entry's `metadata` (a JSON string), CRI-O's container name in the pod
+    /// spec (`metadata-name`) and image name; else the entry's first name and image id.
+    fn storage(&self, c: &ContainerRef) -> (Option<String>, Option<String>) {
+        for root in &self.storage_roots {
+            let Ok(dir) = std::fs::read_dir(root) else { continue };
+            for e in dir.flatten() {
+                if !e.file_name().to_string_lossy().ends_with("-containers") {
+                    continue;
+                }
+                let Ok(text) = std::fs::read_to_string(e.path().join("containers.json")) else { continue };
+                let Ok(serde_json::Value::Array(list)) = serde_json::from_str(&text) else { continue };
+                let Some(entry) = list.iter().find(|x| x.get("id").and_then(|i| i.as_str()) == Some(c.id.as_str()))
+                else {
+                    continue;
+                };
+                let meta: serde_json::Value = entry
+                    .get("metadata")
+                    .and_then(|m| m.as_str())
+                    .and_then(|m| serde_json::from_str(m).ok())
+                    .unwrap_or_default();
+                let text_of = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+                let name = text_of(&meta, "metadata-name")
+                    .or_else(|| text_of(&meta, "name"))
+                    .or_else(|| entry.pointer("/names/0").and_then(|n| n.as_str()).map(str::to_string));
+                let image = text_of(&meta, "image-name").or_else(|| text_of(entry, "image"));
+                return (name, image);
+            }
         }
         (None, None)
     }
@@ -264,10 +312,37 @@ mod tests {
         for pid in [1, 2, 300, 301, 400] {
             assert_eq!(of(pid), None, "pid {pid}");
         }
-        let list = list(&e, &cgroups, &Enricher { docker_roots: vec![] });
+        let list = list(&e, &cgroups, &Enricher::none());
         let docker = list.iter().find(|c| c.id == ID).expect("listed");
         assert_eq!((docker.init_pid, docker.pids.clone()), (100, vec![100, 101, 111]));
         assert_eq!(docker.cgroup, format!("/docker/{ID}"));
         assert_eq!(list.len(), 2);
+    }
+
+    #[test]
+    fn names_from_containers_storage() {
+        let root = std::env::temp_dir().join(format!("tracer-unit-storage-{}", std::process::id()));
+        let dir = root.join("overlay-containers");
+        std::fs::create_dir_all(&dir).expect("temp storage root");
+        let podman = ID.replace('b', "c");
+        let crio = ID.replace('b', "d");
+        let list = serde_json::json!([
+            {"id": podman, "names": ["web"], "image": "4ad3b2c1", "metadata":
+                r#"{"image-name":"docker.io/library/nginx:latest","image-id":"4ad3b2c1","name":"web","created-at":1700000000}"#},
+            {"id": crio, "names": ["k8s_app_pod-1_default_3f4c_0"], "image": "77aa", "metadata":
+                r#"{"pod-name":"pod-1","pod-id":"3f4c","image-name":"registry.k8s.io/app:1","name":"k8s_app_pod-1_default_3f4c_0","metadata-name":"app"}"#},
+            {"id": ID, "names": ["bare"], "image": "99ff"}
+        ]);
+        std::fs::write(dir.join("containers.json"), list.to_string()).expect("write containers.json");
+        let e = Enricher { docker_roots: vec![], storage_roots: vec![root.clone()] };
+        let c = |runtime, id: &str| ContainerRef { runtime, id: id.to_string(), namespace: None, pod: None };
+        let s = |v: (Option<String>, Option<String>)| (v.0.unwrap_or_default(), v.1.unwrap_or_default());
+        assert_eq!(s(e.lookup(&c(Runtime::Podman, &podman))), ("web".into(), "docker.io/library/nginx:latest".into()));
+        assert_eq!(s(e.lookup(&c(Runtime::CriO, &crio))), ("app".into(), "registry.k8s.io/app:1".into()));
+        assert_eq!(s(e.lookup(&c(Runtime::Podman, ID))), ("bare".into(), "99ff".into()));
+        assert_eq!(e.lookup(&c(Runtime::Podman, "nothing")), (None, None));
+        // Docker containers are not looked for there.
+        assert_eq!(e.lookup(&c(Runtime::Docker, &podman)), (None, None));
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -696,8 +696,7 @@ mod tests {
                 CgroupPath { id: 7, path: "/".into(), truncated: false },
                 CgroupPath { id: CG, path: container_path.into(), truncated: false },
             ]);
-            let mut w =
-                W { e: Engine::new(cfg()), cg, s: Stories::new(Enricher { docker_roots: vec![] }), out: Vec::new() };
+            let mut w = W { e: Engine::new(cfg()), cg, s: Stories::new(Enricher::none()), out: Vec::new() };
             let mut kthreadd = tk(2, 2, 0);
             kthreadd.kthread = true;
             w.apply(vec![fork(MS, tk(1, 1, 0)), fork(MS, kthreadd), fork(MS, tk(100, 100, 1))]);

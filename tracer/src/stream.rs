@@ -163,7 +163,7 @@ mod tests {
         let dir = root.join("containers").join(ID);
         std::fs::create_dir_all(&dir).expect("temp docker root");
         std::fs::write(dir.join("config.v2.json"), r#"{"Name":"/web-a","Config":{"Image":"busybox"}}"#).expect("write");
-        let enrich = Enricher { docker_roots: vec![root.clone()] };
+        let enrich = Enricher { docker_roots: vec![root.clone()], storage_roots: vec![] };
         let mut cgroups = Cgroups::default();
         let paths = [(1, "/".to_string()), (2, format!("/docker/{ID}")), (3, "/mybox".to_string())];
         cgroups.add(paths.into_iter().map(|(id, path)| CgroupPath { id, path, truncated: false }).collect());

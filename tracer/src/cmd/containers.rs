@@ -34,7 +34,11 @@ pub async fn run(args: ContainersArgs) -> Result<ExitCode> {
 
 /// The enricher for `--docker-root` values (default /var/lib/docker).
 pub fn enricher(roots: &[std::path::PathBuf]) -> Enricher {
-    if roots.is_empty() { Enricher::default() } else { Enricher { docker_roots: roots.to_vec() } }
+    let mut e = Enricher::default();
+    if !roots.is_empty() {
+        e.docker_roots = roots.to_vec();
+    }
+    e
 }
 
 /// The text table, from the JSON list (the same whether a daemon made it or not).

@@ -444,7 +444,8 @@ fn name_cache_reads_once_and_retries_missing_ones_later() {
     let root = std::env::temp_dir().join(format!("tracer-names-{}", std::process::id()));
     let dir = root.join("containers").join(ID_A);
     let _ = std::fs::remove_dir_all(&root);
-    let mut cache = NameCache::new(crate::containers::Enricher { docker_roots: vec![root.clone()] });
+    let mut cache =
+        NameCache::new(crate::containers::Enricher { docker_roots: vec![root.clone()], storage_roots: vec![] });
     let c = crate::container::from_cgroup_path(&format!("/docker/{ID_A}")).expect("docker");
     let t0 = Instant::now();
     // Missing: read once, then not again within the retry period.
