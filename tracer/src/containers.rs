@@ -29,8 +29,7 @@ impl Attribution {
     /// Builds the attribution for the engine's live processes.
     pub fn build(engine: &Engine, cgroups: &Cgroups) -> Attribution {
         let mut a = Attribution::default();
-        // The host's pid namespace: that of the kernel threads.
-        let host_pidns = engine.live_processes().find(|p| p.kthread && p.pidns != 0).map(|p| p.pidns);
+        let host_pidns = engine.host_pidns();
         // Cgroups that name no runtime but hold the init of another pid namespace,
         // and cgroups that hold any host process (not a container's own).
         let mut plain = HashSet::new();

@@ -206,7 +206,6 @@ pub struct Stories {
     shims: HashMap<u32, String>,
     /// Stops being followed, by container id.
     stopping: HashMap<String, Stopping>,
-    host_pidns: Option<u32>,
 }
 
 /// The base name of a path.
@@ -263,14 +262,6 @@ impl Stories {
         }
     }
 
-    /// The host's pid namespace: that of the kernel threads.
-    fn host_pidns(&mut self, engine: &Engine) -> Option<u32> {
-        if self.host_pidns.is_none() {
-            self.host_pidns = engine.live_processes().find(|p| p.kthread && p.pidns != 0).map(|p| p.pidns);
-        }
-        self.host_pidns
-    }
-
     /// The container a task's cgroup makes it part of, and that cgroup's path:
     /// a runtime-named cgroup, or (plain runc/crun) a cgroup named by the chain.
     fn container_of(
@@ -290,7 +281,7 @@ impl Stories {
         }
         // Without a runtime's word for it: pid 1 of a pid namespace of its own, in a
         // cgroup no host process shares (as `Attribution` has it).
-        let host = self.host_pidns(engine)?;
+        let host = engine.host_pidns()?;
         let id = ev.task.cgroup_id;
         let own = ev.task.ns_pid == 1
             && ev.task.pidns != host
@@ -416,7 +407,7 @@ impl Stories {
     }
 
     fn count_plain(&mut self, engine: &Engine, cgroups: &Cgroups, ev: &Event, thread: bool) {
-        if self.host_pidns(engine) == Some(ev.task.pidns) {
+        if engine.host_pidns() == Some(ev.task.pidns) {
             return;
         }
         let Some(info) = cgroups.get(ev.task.cgroup_id) else { return };
@@ -473,7 +464,7 @@ impl Stories {
             s.last_exit_ns = Some(ev.ts_ns.saturating_sub(s.ts_ns));
             return;
         }
-        if t.ns_pid != 1 || self.host_pidns(engine) == Some(t.pidns) {
+        if t.ns_pid != 1 || engine.host_pidns() == Some(t.pidns) {
             return;
         }
         let Some((c, path)) = self.container_of(engine, cgroups, ev, None) else { return };

@@ -230,6 +230,8 @@ pub struct Engine {
     /// Reusable lists (for adoptions).
     orphans: Vec<ProcRef>,
     adopted: Vec<ProcRef>,
+    /// The host's pid namespace: that of the first kernel thread seen (0: none yet).
+    host_pidns: u32,
 }
 
 /// Refreshes what the leader's task says of the whole process.
@@ -290,6 +292,7 @@ impl Engine {
             pool: Vec::new(),
             orphans: Vec::new(),
             adopted: Vec::new(),
+            host_pidns: 0,
         }
     }
 
@@ -469,6 +472,9 @@ impl Engine {
     ) -> Box<Process> {
         let (ppid, parent_start_ns) = if t.ppid == 0 { (0, 0) } else { (t.ppid, t.parent_start_ns) };
         let spawned_by = ProcRef { pid: ppid, start_ns: parent_start_ns };
+        if t.kthread && self.host_pidns == 0 {
+            self.host_pidns = t.pidns;
+        }
         let Some(mut b) = self.pool.pop() else {
             return Box::new(Process {
                 pid: t.pid,
@@ -1029,6 +1035,12 @@ impl Engine {
     /// Every process in the model, alive or exited, in no order.
     pub fn processes(&self) -> impl Iterator<Item = &Process> {
         self.procs.values()
+    }
+
+    /// The host's pid namespace (that of the kernel threads), once a kernel thread
+    /// is known: processes in another one are in a container or a sandbox.
+    pub fn host_pidns(&self) -> Option<u32> {
+        (self.host_pidns != 0).then_some(self.host_pidns)
     }
 
     /// Every live process, in no order.

@@ -267,11 +267,6 @@ pub fn layout<'a>(
     items
 }
 
-/// The host's pid namespace: that of the kernel threads.
-pub fn host_pidns(engine: &Engine) -> Option<u32> {
-    engine.live_processes().find(|p| p.kthread && p.pidns != 0).map(|p| p.pidns)
-}
-
 /// The pid inside the process's own pid namespace, None in the host's (or when
 /// unknown).
 pub fn ns_pid(p: &Process, host_pidns: Option<u32>) -> Option<u32> {
@@ -451,7 +446,7 @@ pub fn forest_in(
     opts: &RenderOptions,
 ) -> String {
     let items = layout(engine, cx, filter, grouping, opts);
-    let host = host_pidns(engine);
+    let host = engine.host_pidns();
     let usage = items.iter().any(|i| matches!(i, Item::Proc(r) if r.process.usage.is_some()));
     let mut header =
         vec![("USER", false), ("PID", true), ("NSPID", true), ("PPID", true), ("NLWP", true), ("START", false)];
@@ -510,7 +505,7 @@ pub fn threads_in(
     grouping: &Grouping,
     opts: &RenderOptions,
 ) -> String {
-    let host = host_pidns(engine);
+    let host = engine.host_pidns();
     let mut items = layout(engine, cx, filter, grouping, opts);
     if grouping.active() {
         // By pid within each group (a header and the processes up to the next).
