@@ -559,7 +559,7 @@ impl Engine {
         let user = self.user_for(t);
         let mut p = self.new_process(t, Origin::Inferred, user);
         if let Some(comm) = with_thread {
-            p.threads.insert(Thread { tid: t.tid, comm, ns_tid: t.ns_tid, start_ns: t.start_ns });
+            p.threads.insert(Thread::of(t, comm));
         }
         let r = self.insert_process(p, false);
         self.stats.inferred += 1;
@@ -799,10 +799,7 @@ impl Engine {
                 // Already known: the walk visited the child before its fork event came.
                 if let Some(p) = self.procs.get_mut(&r) {
                     p.origin = Origin::Fork;
-                    if p.threads
-                        .insert(Thread { tid: t.tid, comm: t.comm, ns_tid: t.ns_tid, start_ns: t.start_ns })
-                        .is_none()
-                    {
+                    if p.threads.insert(Thread::of(t, t.comm)).is_none() {
                         self.threads += 1;
                     }
                 }
@@ -841,7 +838,7 @@ impl Engine {
                 };
                 let (exe, argv) = prog.unwrap_or_default();
                 let mut p = self.new_process_with(t, Origin::Fork, user, exe, argv);
-                p.threads.push_new(Thread { tid: t.tid, comm: t.comm, ns_tid: t.ns_tid, start_ns: t.start_ns });
+                p.threads.push_new(Thread::of(t, t.comm));
                 self.insert_process(p, linked);
                 self.count_applied(ev, out);
             }
@@ -868,7 +865,7 @@ impl Engine {
         let Some(r) = self.target(t, ev.ts_ns, out) else { return };
         let mut resync = false;
         if let Some(p) = self.procs.get_mut(&r) {
-            if p.threads.insert(Thread { tid: t.tid, comm: t.comm, ns_tid: t.ns_tid, start_ns: t.start_ns }).is_none() {
+            if p.threads.insert(Thread::of(t, t.comm)).is_none() {
                 self.threads += 1;
             }
             // A new thread carries the process's credentials as they are now: a
@@ -905,7 +902,7 @@ impl Engine {
             // (and, after a non-leader exec, the old leader) were killed, and the caller
             // (`old_tid`) took the leader's tid and start time.
             self.threads -= p.threads.clear();
-            p.threads.insert(Thread { tid: t.tid, comm: t.comm, ns_tid: t.ns_tid, start_ns: t.start_ns });
+            p.threads.insert(Thread::of(t, t.comm));
             self.threads += 1;
             p.exe = Some(self.names.get(filename));
             p.argv = self.argvs.get(argv);

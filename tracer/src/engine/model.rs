@@ -6,7 +6,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use super::hash::FxHashMap;
-use crate::event::{Argv, Comm, ExitStatus, ProcRef};
+use crate::event::{Argv, Comm, ExitStatus, ProcRef, TaskInfo};
 
 /// Something stored in a [`KeyedVec`], found by its key.
 pub trait Keyed {
@@ -235,6 +235,13 @@ pub struct Thread {
 }
 
 const _: () = assert!(size_of::<Thread>() == 32);
+
+impl Thread {
+    /// The thread an event's task is, named `comm`.
+    pub fn of(t: &TaskInfo, comm: Comm) -> Thread {
+        Thread { tid: t.tid, comm, ns_tid: t.ns_tid, start_ns: t.start_ns }
+    }
+}
 
 impl Keyed for Thread {
     type Key = u32;

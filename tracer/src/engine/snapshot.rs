@@ -197,7 +197,7 @@ impl Engine {
         if let Some(p) = self.procs.get_mut(&r)
             && let Body::Snapshot { utime_ns, stime_ns, rss_pages, exe, argv, .. } = &ev.body
         {
-            if p.threads.insert(Thread { tid: t.tid, comm: t.comm, ns_tid: t.ns_tid, start_ns: t.start_ns }).is_none() {
+            if p.threads.insert(Thread::of(t, t.comm)).is_none() {
                 self.threads += 1;
                 if repairing {
                     self.stats.repairs.added_threads += 1;
