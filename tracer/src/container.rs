@@ -70,7 +70,9 @@ impl ContainerRef {
     }
 }
 
-fn is_hex_id(s: &str) -> bool {
+/// A runtime's 64-hex-digit container id (Docker, containerd under Kubernetes,
+/// CRI-O, podman).
+pub fn is_hex_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

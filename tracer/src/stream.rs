@@ -138,11 +138,9 @@ impl ContainerScope {
     /// Whether a container story is about the container.
     pub fn admits_story(&self, story: &Story) -> bool {
         let c = story.subject();
-        let q = self.query.as_str();
-        !q.is_empty()
-            && (c.id.starts_with(q)
-                || c.id.starts_with(&q.to_ascii_lowercase())
-                || c.name.as_deref().is_some_and(|n| n == q || n == q.trim_start_matches('/')))
+        let container =
+            container::ContainerRef { runtime: c.runtime, id: c.id.clone(), namespace: None, pod: c.pod.clone() };
+        Known { container, name: c.name.clone(), image: c.image.clone() }.matches(&self.query)
     }
 }
 
@@ -189,5 +187,31 @@ mod tests {
         cgroups.add(vec![CgroupPath { id: 4, path: "/late".into(), truncated: false }]);
         assert!(s.admits(&e, &cgroups, &in_cgroup(4)));
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn container_scope_of_stories() {
+        let subject = crate::story::Subject {
+            runtime: container::Runtime::Docker,
+            id: ID.into(),
+            short_id: ID[..12].into(),
+            name: Some("web-a".into()),
+            image: None,
+            pod: None,
+            cgroup: None,
+        };
+        let story = Story::ContainerStart(crate::story::StartStory {
+            container: subject,
+            ts_ns: 1,
+            steps: vec![],
+            to_entrypoint_ns: None,
+            init_pid: None,
+            init_ns_pid: None,
+            forks: 0,
+            threads: 0,
+        });
+        for (q, want) in [("web-a", true), ("/web-a", true), ("1A2B3C", true), ("web", false), ("2b3c", false)] {
+            assert_eq!(ContainerScope::new(q, Enricher::none()).admits_story(&story), want, "{q}");
+        }
     }
 }

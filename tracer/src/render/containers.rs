@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::container::{ContainerRef, Pod, Qos, Runtime};
+use crate::container::{ContainerRef, Pod, Qos, Runtime, is_hex_id};
 use crate::containers::{Attribution, Enricher};
 use crate::engine::{Engine, Process};
 use crate::tracker::Cgroups;
@@ -21,10 +21,6 @@ pub struct Known {
     /// Name and image, from the runtime's state on disk when readable.
     pub name: Option<String>,
     pub image: Option<String>,
-}
-
-fn is_hex_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 impl Known {
