@@ -70,6 +70,26 @@ pub enum Command {
     Watch(WatchArgs),
 }
 
+/// Where container names and images are read from (the runtimes' state on disk).
+#[derive(Args, Debug, Clone, Default)]
+pub struct StateArgs {
+    /// Docker data root to read container names and images from (repeatable; default
+    /// /var/lib/docker). A client served by a daemon gets the daemon's names.
+    #[arg(long, value_name = "PATH")]
+    pub docker_root: Vec<std::path::PathBuf>,
+}
+
+impl StateArgs {
+    /// The reader of these roots (podman's and CRI-O's state at its default place).
+    pub fn enricher(&self) -> crate::containers::Enricher {
+        let mut e = crate::containers::Enricher::default();
+        if !self.docker_root.is_empty() {
+            e.docker_roots = self.docker_root.clone();
+        }
+        e
+    }
+}
+
 /// How commands reach the daemon.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
@@ -91,9 +111,8 @@ pub struct DaemonArgs {
     /// Group whose members may use the socket without root.
     #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
-    /// Docker data root to read container names and images from (repeatable; default /var/lib/docker).
-    #[arg(long, value_name = "PATH")]
-    pub docker_root: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Args, Debug)]
@@ -108,9 +127,8 @@ pub struct ContainersArgs {
     /// Show full container ids.
     #[arg(long)]
     pub no_trunc: bool,
-    /// Docker data root to read container names and images from (repeatable; default /var/lib/docker).
-    #[arg(long, value_name = "PATH")]
-    pub docker_root: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Args, Debug)]
@@ -196,10 +214,8 @@ pub struct EventsArgs {
     /// its name; with --containers, only its stories).
     #[arg(long, value_name = "ID", value_parser = non_empty)]
     pub container: Option<String>,
-    /// Docker data root to read container names and images from (repeatable; default
-    /// /var/lib/docker). Through a daemon, the daemon's own --docker-root applies.
-    #[arg(long, value_name = "PATH")]
-    pub docker_root: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// A value that is not empty (after trimming).
@@ -232,10 +248,8 @@ pub struct PsArgs {
     /// Only the processes of this container: short id, id prefix or name (implies -C).
     #[arg(long, value_name = "ID")]
     pub container: Option<String>,
-    /// Docker data root to read container names and images from (repeatable; default
-    /// /var/lib/docker). Through a daemon, the daemon's own --docker-root applies.
-    #[arg(long, value_name = "PATH")]
-    pub docker_root: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Args, Debug)]
@@ -255,10 +269,8 @@ pub struct WatchArgs {
     /// Start narrowed to this process and its descendants.
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
-    /// Docker data root to read container names from (repeatable; default
-    /// /var/lib/docker). Through a daemon, the daemon's own --docker-root applies.
-    #[arg(long, value_name = "PATH")]
-    pub docker_root: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// Parses `4096`, `64K`, `8M`, `1G` into bytes.

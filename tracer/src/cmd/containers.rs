@@ -7,8 +7,7 @@ use serde_json::Value;
 
 use crate::{
     cli::ContainersArgs,
-    clock,
-    containers::{self, Enricher},
+    clock, containers,
     daemon::{client::Client, protocol::Request},
     tracker::{self, Tracker},
 };
@@ -21,7 +20,7 @@ pub async fn run(args: ContainersArgs) -> Result<ExitCode> {
     } else {
         let mut updates = Vec::new();
         let tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
-        let enrich = enricher(&args.docker_root);
+        let enrich = args.state.enricher();
         serde_json::to_value(containers::list(&tracker.engine, &tracker.cgroups, &enrich))?
     };
     if args.json {
@@ -30,15 +29,6 @@ pub async fn run(args: ContainersArgs) -> Result<ExitCode> {
         print!("{}", table(&list, args.no_trunc));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The enricher for `--docker-root` values (default /var/lib/docker).
-pub fn enricher(roots: &[std::path::PathBuf]) -> Enricher {
-    let mut e = Enricher::default();
-    if !roots.is_empty() {
-        e.docker_roots = roots.to_vec();
-    }
-    e
 }
 
 /// The text table, from the JSON list (the same whether a daemon made it or not).

@@ -48,10 +48,10 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
     let mut printer = Printer::new(args.json, boot);
     let filter = args.stream_filter();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let enrich = crate::cmd::containers::enricher(&args.docker_root);
+    let enrich = args.state.enricher();
     let mut scope = args.container.as_deref().map(|q| ContainerScope::new(q, enrich.clone()));
     if args.containers {
-        return stories(args, tracker, stop, updates, boot, scope).await;
+        return stories(args, tracker, stop, updates, boot, scope, enrich).await;
     }
     loop {
         let step = tokio::select! {
@@ -103,8 +103,9 @@ async fn stories(
     mut updates: Vec<crate::engine::Update>,
     boot: i128,
     scope: Option<ContainerScope>,
+    enrich: crate::containers::Enricher,
 ) -> Result<ExitCode> {
-    let mut stories = Stories::new(crate::cmd::containers::enricher(&args.docker_root));
+    let mut stories = Stories::new(enrich);
     let mut told = Vec::new();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     let stdout = io::stdout();

@@ -25,7 +25,7 @@ pub async fn run(args: PsArgs) -> Result<ExitCode> {
     if !args.client.standalone
         && let Some(mut client) = Client::connect(&args.client.socket).await?
     {
-        if !args.docker_root.is_empty() {
+        if !args.state.docker_root.is_empty() {
             eprintln!("tracer: note: --docker-root is ignored through the daemon (it reads its own --docker-root)");
         }
         let format = match (args.json, args.threads) {
@@ -68,7 +68,7 @@ pub async fn run(args: PsArgs) -> Result<ExitCode> {
     tracker.engine.tick(clock::boot_now_ns(), &mut updates);
     let filter = render::Filter { pid: args.filter.pid, comm: args.filter.comm.clone(), user: args.user.clone() };
     let grouping = Grouping { by_container: args.containers, container: args.container.clone() };
-    let enrich = crate::cmd::containers::enricher(&args.docker_root);
+    let enrich = args.state.enricher();
     let cx = Containers::build(&tracker.engine, &tracker.cgroups, |c| enrich.lookup(c));
     let opts = render_options(false);
     let engine = &tracker.engine;

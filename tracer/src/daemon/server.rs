@@ -117,7 +117,7 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
     });
 
     let started = Instant::now();
-    let enrich = crate::cmd::containers::enricher(&args.docker_root);
+    let enrich = args.state.enricher();
     let mut names = render::NameCache::new(enrich.clone());
     // Container start/stop stories, for the subscribers that ask for them.
     let mut stories = Stories::new(enrich.clone());

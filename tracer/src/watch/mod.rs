@@ -118,9 +118,9 @@ pub fn initial_filter(args: &WatchArgs) -> String {
 async fn in_process(args: &WatchArgs, mut view: View) -> Result<ExitCode> {
     let mut updates = Vec::with_capacity(4096);
     let mut tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
-    let mut names = NameCache::new(crate::cmd::containers::enricher(&args.docker_root));
+    let mut names = NameCache::new(args.state.enricher());
     // Container starts and stops, shown in the status line as they are told.
-    let mut stories = Stories::new(crate::cmd::containers::enricher(&args.docker_root));
+    let mut stories = Stories::new(args.state.enricher());
     let mut told = Vec::new();
     // The start-up walk is the state shown, not news.
     updates.clear();
