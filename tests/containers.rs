@@ -187,9 +187,12 @@ fn start_story_problems(s: &Value, runtime: &str, init_pid: u32, stages: &[&str]
 /// The id of container `id`'s cgroup on the v2 hierarchy: its directory's inode,
 /// wherever the runtime put it (`/docker/<id>`, `/<id>`).
 fn container_cgroup_id(id: &str) -> Option<u64> {
-    let roots = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"];
-    let dirs = roots.iter().flat_map(|r| [format!("{r}/docker/{id}"), format!("{r}/{id}")]);
-    dirs.filter_map(|d| std::fs::metadata(d).ok()).find(|m| m.is_dir()).map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+    let root = util::cgroup2_mount()?;
+    [root.join("docker").join(id), root.join(id)]
+        .iter()
+        .filter_map(|d| std::fs::metadata(d).ok())
+        .find(|m| m.is_dir())
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
 }
 
 /// `tracer events --container` output: the execs `want` (pid, file name) are there,

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use crate::util::{self, Event, Tracer, dump, kind, kinds, of_pid};
+use crate::util::{self, Event, TestCgroup, Tracer, dump, kind, kinds, of_pid};
 
 const THREADS_C: &str = include_str!("workloads/threads.c");
 const EXEC_THREAD_C: &str = include_str!("workloads/exec_thread.c");
@@ -578,43 +578,6 @@ fn sigint_right_after_attach() {
     );
 }
 
-/// Where cgroup v2 is mounted: /sys/fs/cgroup/unified on hybrid hosts, /sys/fs/cgroup on pure v2 ones.
-fn cgroup2_root() -> std::path::PathBuf {
-    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| {
-            p.join("cgroup.subtree_control").exists()
-                || p.join("cgroup.procs").exists() && p.join("cgroup.stat").exists()
-        })
-        .expect("no cgroup v2 hierarchy mounted at /sys/fs/cgroup/unified or /sys/fs/cgroup")
-}
-
-/// A cgroup the test made, removed on drop (its processes moved back to the root first).
-struct TestCgroup(std::path::PathBuf);
-
-impl TestCgroup {
-    /// A new cgroup `tracer-it-<what>-<test pid>` on the v2 hierarchy, and its name.
-    fn new(what: &str) -> (TestCgroup, String) {
-        let name = format!("tracer-it-{what}-{}", std::process::id());
-        let cg = TestCgroup(cgroup2_root().join(&name));
-        std::fs::create_dir(&cg.0).expect("create a cgroup v2 directory");
-        (cg, name)
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        let root = self.0.parent().map(|p| p.join("cgroup.procs"));
-        if let (Ok(procs), Some(root)) = (std::fs::read_to_string(self.0.join("cgroup.procs")), root) {
-            for pid in procs.lines() {
-                let _ = std::fs::write(&root, pid);
-            }
-        }
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
 /// A sleeping process moved to another cgroup (no exec, no fork after): a `cgroup`
 /// event with the new cgroup's id and path; a move on a v1 controller hierarchy
 /// alone is no event.
@@ -623,20 +586,20 @@ fn cgroup_move_is_an_event() {
     if !util::require_root() {
         return;
     }
-    let (cg, name) = TestCgroup::new("move");
-    let v1 = std::path::Path::new("/sys/fs/cgroup/memory").join(&name);
-    let v1 = std::fs::create_dir(&v1).ok().map(|()| TestCgroup(v1));
+    let Some(cg) = TestCgroup::new("move") else { return };
+    let name = cg.name.clone();
+    let v1 = TestCgroup::v1("memory", &name);
     // The cgroup id is the directory's inode number (its kernfs node id).
-    let id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cg.0).expect("stat the cgroup"));
+    let id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cg.path).expect("stat the cgroup"));
 
     let mut tracer = Tracer::start(&[]);
     let mut child = Command::new("sleep").arg("30").stdin(Stdio::null()).spawn().expect("spawn sleep 30");
     let pid = child.id();
     tracer.wait_for(&format!("the exec of sleep as pid {pid}"), |evs| util::has_exec(evs, pid));
     if let Some(v1) = &v1 {
-        std::fs::write(v1.0.join("cgroup.procs"), pid.to_string()).expect("move sleep on the memory hierarchy");
+        v1.enter(pid);
     }
-    std::fs::write(cg.0.join("cgroup.procs"), pid.to_string()).expect("move sleep to the test cgroup");
+    cg.enter(pid);
     let oracle = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
     assert!(oracle.lines().any(|l| l == format!("0::/{name}")), "/proc/{pid}/cgroup after the move:\n{oracle}");
     tracer
@@ -666,14 +629,15 @@ fn pruned_cgroup_path_is_sent_again() {
     if !util::require_root() {
         return;
     }
-    let (cg, name) = TestCgroup::new("prune");
+    let Some(cg) = TestCgroup::new("prune") else { return };
+    let name = cg.name.clone();
     let mut tracer = Tracer::start_env(&[], &[("TRACER_CGROUP_PRUNE_MS", "200")]);
     let mut moved = Vec::new();
     for round in 0..2 {
         let mut child = Command::new("sleep").arg("30").stdin(Stdio::null()).spawn().expect("spawn sleep 30");
         let pid = child.id();
         tracer.wait_for(&format!("the exec of sleep as pid {pid}"), |evs| util::has_exec(evs, pid));
-        std::fs::write(cg.0.join("cgroup.procs"), pid.to_string()).expect("move sleep to the test cgroup");
+        cg.enter(pid);
         tracer.wait_for(&format!("the cgroup move of pid {pid}"), |evs| {
             evs.iter().any(|e| e.is("cgroup") && e.pid() == pid)
         });

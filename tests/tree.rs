@@ -582,31 +582,6 @@ fn apache_httpd_subtree_equals_proc() {
 // ---------------------------------------------------------------------------------------
 // 6. Pid namespaces and containers
 
-/// Where the cgroup2 hierarchy is mounted (`/sys/fs/cgroup` or, on hybrid hosts,
-/// `/sys/fs/cgroup/unified`), from /proc/self/mountinfo.
-fn cgroup2_mount() -> Option<std::path::PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let (pre, post) = l.split_once(" - ")?;
-        (post.split_whitespace().next()? == "cgroup2").then(|| pre.split_whitespace().nth(4).map(Into::into))?
-    })
-}
-
-/// A cgroup of the test's own, removed (once its processes are gone) on drop.
-struct OwnCgroup(std::path::PathBuf);
-
-impl Drop for OwnCgroup {
-    fn drop(&mut self) {
-        let t = Instant::now();
-        while std::fs::remove_dir(&self.0).is_err() && self.0.exists() && t.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if self.0.exists() {
-            eprintln!("warning: could not remove {}", self.0.display());
-        }
-    }
-}
-
 /// The last field of `NSpid:` in /proc/PID/status: the pid in its own namespace.
 fn proc_ns_pid(pid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -638,16 +613,12 @@ fn pid_namespace_and_own_cgroup_in_ps() {
         return;
     }
     let _t = Timed::start("pid_namespace_and_own_cgroup_in_ps");
-    let Some(mount) = cgroup2_mount() else {
-        eprintln!("skipping: no cgroup2 hierarchy mounted");
-        return;
-    };
+    let Some(cg) = util::TestCgroup::new("nspid") else { return };
+    let name = cg.name.clone();
     let d = Daemon::start(&[]);
-    let name = format!("tracer-it-nspid-{}", std::process::id());
-    let cg = OwnCgroup(mount.join(&name));
-    std::fs::create_dir(&cg.0).unwrap_or_else(|e| panic!("mkdir {}: {e}", cg.0.display()));
     // Inside: move into the cgroup, start a child (pid 2 inside), become `sleep` (pid 1).
-    let script = format!("echo 0 > {}/cgroup.procs || exit 1; sleep 300 & echo ready; exec sleep 301", cg.0.display());
+    let script =
+        format!("echo 0 > {}/cgroup.procs || exit 1; sleep 300 & echo ready; exec sleep 301", cg.path.display());
     let mut w = Workload::spawn_group(
         "unshare",
         Command::new("unshare").args(["--pid", "--fork", "--mount-proc", "sh", "-c", &script]),
@@ -666,7 +637,7 @@ fn pid_namespace_and_own_cgroup_in_ps() {
         [init, bg].iter().map(|&p| (p, proc_ns_pid(p).unwrap_or_else(|| panic!("no NSpid for {p}")))).collect();
     assert_eq!(inside.iter().map(|x| x.1).collect::<Vec<_>>(), [1, 2], "NSpid of {inside:?}");
     assert_eq!(proc_ns_pid(unshare), Some(unshare));
-    eprintln!("unshare {unshare}, inside: {inside:?}, cgroup {}", cg.0.display());
+    eprintln!("unshare {unshare}, inside: {inside:?}, cgroup {}", cg.path.display());
 
     let socket = d.socket().display().to_string();
     let ways: [(&str, Vec<&str>); 2] = [("in-process", vec!["--standalone"]), ("daemon", vec!["--socket", &socket])];
