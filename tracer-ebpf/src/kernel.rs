@@ -131,10 +131,7 @@ pub fn fill_task(task: usize, t: &mut Task) {
     t.uid = read::<u32>(cred, off!(cred_uid));
     t.gid = read::<u32>(cred, off!(cred_gid));
 
-    let css = read_ptr(task, off!(task_struct_cgroups));
-    let cgrp = read_ptr(css, off!(css_set_dfl_cgrp));
-    let kn = read_ptr(cgrp, off!(cgroup_kn));
-    t.cgroup_id = read::<u64>(kn, off!(kernfs_node_id));
+    t.cgroup_id = task_cgroup(task).0;
 
     // The pid as seen in the task's own (deepest) pid namespace: pid->numbers[pid->level].
     let pid = read_ptr(task, off!(task_struct_thread_pid));
@@ -167,4 +164,18 @@ pub fn fill_task(task: usize, t: &mut Task) {
     }
     t.flags = flags;
     read_comm(task, &mut t.comm);
+}
+
+/// `task`'s cgroup on the default hierarchy (`task->cgroups->dfl_cgrp`).
+#[inline(always)]
+pub fn task_dfl_cgroup(task: usize) -> usize {
+    let css = read_ptr(task, off!(task_struct_cgroups));
+    read_ptr(css, off!(css_set_dfl_cgrp))
+}
+
+/// The id of `task`'s cgroup on the default hierarchy, and its kernfs node.
+#[inline(always)]
+pub fn task_cgroup(task: usize) -> (u64, usize) {
+    let kn = read_ptr(task_dfl_cgroup(task), off!(cgroup_kn));
+    (read::<u64>(kn, off!(kernfs_node_id)), kn)
 }

@@ -20,7 +20,7 @@ use tracer_abi::{
 
 use crate::kernel::{
     config_argv_max, config_exit_has_group_dead, config_wakeup_bytes, current_tid, fill_task, off, read, read_comm_str,
-    read_ptr,
+    read_ptr, task_cgroup, task_dfl_cgroup,
 };
 
 /// Every record goes through this ring buffer. Its size is set by userspace at load.
@@ -93,15 +93,6 @@ fn header(kind: Kind, size: usize) -> Header {
         cpu: unsafe { bpf_get_smp_processor_id() },
         _pad: 0,
     }
-}
-
-/// The id of `task`'s cgroup on the default hierarchy, and its kernfs node.
-#[inline(always)]
-fn task_cgroup(task: usize) -> (u64, usize) {
-    let css = read_ptr(task, off!(task_struct_cgroups));
-    let cgrp = read_ptr(css, off!(css_set_dfl_cgrp));
-    let kn = read_ptr(cgrp, off!(cgroup_kn));
-    (read::<u64>(kn, off!(kernfs_node_id)), kn)
 }
 
 /// Fills `ev` with the path of the cgroup whose kernfs node is `kn`, leaf first.
@@ -279,15 +270,14 @@ fn find_reaper(task: usize) -> usize {
 /// A task moved to another cgroup. The tracepoint fires once per hierarchy the
 /// move touched (runc writes the pid into every v1 controller and the unified
 /// hierarchy): only a move on the default hierarchy is news here, and then the
-/// task's default cgroup is the destination.
+/// destination is the task's default cgroup itself (the same pointer; kernfs ids
+/// of different hierarchies may be equal, pointers may not).
 #[btf_tracepoint(function = "cgroup_attach_task")]
 pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
     let dst: usize = ctx.arg(0);
     let task: usize = ctx.arg(2);
     let threadgroup = ctx.arg::<u64>(3) & 0xff != 0;
-    let dst_kn = read_ptr(dst, off!(cgroup_kn));
-    let (id, _) = task_cgroup(task);
-    if dst_kn == 0 || read::<u64>(dst_kn, off!(kernfs_node_id)) != id {
+    if dst == 0 || dst != task_dfl_cgroup(task) {
         return 0;
     }
     send_cgroup_once(task);
