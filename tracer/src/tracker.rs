@@ -107,7 +107,11 @@ impl Tracker {
             self.repair_due = false;
         }
         self.cgroups.add(walk.cgroups);
-        let seen = self.engine.apply_snapshot(walk.snapshot, walk.live, out);
+        let mut live = walk.live;
+        for ev in &mut live {
+            self.cgroups.name_move(ev);
+        }
+        let seen = self.engine.apply_snapshot(walk.snapshot, live, out);
         self.engine.reconcile(&seen, walk.start_ns, lost_at_start, out);
         Ok(())
     }
@@ -209,9 +213,7 @@ impl Tracker {
 
     /// Applies one live event, with the path of the cgroup a cgroup move went to.
     fn apply(&mut self, mut ev: crate::event::Event, out: &mut Vec<Update>) {
-        if let crate::event::Body::CgroupAttach { path, .. } = &mut ev.body {
-            *path = self.cgroups.get(ev.task.cgroup_id).map(|c| c.path.as_str().into());
-        }
+        self.cgroups.name_move(&mut ev);
         self.engine.apply(ev, out);
     }
 
@@ -290,6 +292,13 @@ impl Cgroups {
 
     pub fn len(&self) -> usize {
         self.by_id.len()
+    }
+
+    /// Gives a cgroup move event the path of the cgroup it went to, when known.
+    pub fn name_move(&self, ev: &mut crate::event::Event) {
+        if let crate::event::Body::CgroupAttach { path, .. } = &mut ev.body {
+            *path = self.get(ev.task.cgroup_id).map(|c| c.path.as_str().into());
+        }
     }
 
     /// Whether the path of cgroup `id` is known.
