@@ -28,12 +28,6 @@ fn key(code: KeyCode) -> KeyEvent {
 /// The key of `ESC [ params final`.
 fn csi(params: &[u8], fin: u8) -> Option<KeyCode> {
     Some(match fin {
-        b'A' => KeyCode::Up,
-        b'B' => KeyCode::Down,
-        b'C' => KeyCode::Right,
-        b'D' => KeyCode::Left,
-        b'H' => KeyCode::Home,
-        b'F' => KeyCode::End,
         b'Z' => KeyCode::BackTab,
         b'~' => {
             let first = params.split(|&b| b == b';').next().unwrap_or(&[]);
@@ -47,7 +41,8 @@ fn csi(params: &[u8], fin: u8) -> Option<KeyCode> {
                 _ => return None,
             }
         }
-        _ => return None,
+        // Arrows, Home and End: as after `ESC O`.
+        c => return ss3(c),
     })
 }
 
