@@ -52,6 +52,18 @@ pub fn config_exit_has_group_dead() -> bool {
     unsafe { core::ptr::read_volatile(&raw const CONFIG.exit_has_group_dead) != 0 }
 }
 
+/// `v`, at most `max`, in a form every verifier can bound: the comparison is made
+/// on the very register that is passed on. (Without the volatile load the
+/// compiler may compare one register and pass another it knows to be equal;
+/// the verifiers of Linux 6.1 and older cannot follow that and refuse the
+/// program with "unbounded memory access".)
+#[inline(always)]
+pub fn bounded(v: usize, max: usize) -> usize {
+    // SAFETY: reading a local.
+    let v = unsafe { core::ptr::read_volatile(&v) };
+    if v > max { max } else { v }
+}
+
 /// Reads a `T` at `base + off` of kernel memory; zero when it cannot be read.
 #[inline(always)]
 pub fn read<T: Copy + Default>(base: usize, off: u32) -> T {

@@ -15,12 +15,12 @@ use tracer_abi::{
     ARGV_CAPACITY, ARGV_TRUNCATED, ARGV_UNREADABLE, CGROUP_DEPTH, CGROUP_NAME_MAX, CGROUP_TRUNCATED, CgroupAttachEvent,
     CgroupEvent, ExecEvent, ExitEvent, FILENAME_MAX, FILENAME_TRUNCATED, ForkEvent, Header, ITER_ARGV_MAX,
     ITER_CURSOR_DONE, ITER_FILENAME_MAX, ITER_MODE_PARENT_GROUP, ITER_SCRATCH_SIZE, ITER_SLOT_CURSOR, ITER_SLOT_GEN,
-    ITER_SLOT_MODE, Kind, RenameEvent, SCRATCH_SIZE, SnapshotEvent, TASK_LEADER,
+    ITER_SLOT_MODE, ITER_SLOT_PID, ITER_SLOTS, Kind, RenameEvent, SCRATCH_SIZE, SnapshotEvent, TASK_LEADER,
 };
 
 use crate::kernel::{
-    config_argv_max, config_exit_has_group_dead, config_wakeup_bytes, current_tid, fill_task, off, read, read_comm_str,
-    read_ptr, task_cgroup, task_dfl_cgroup,
+    bounded, config_argv_max, config_exit_has_group_dead, config_wakeup_bytes, current_tid, fill_task, off, read,
+    read_comm_str, read_ptr, task_cgroup, task_dfl_cgroup,
 };
 
 /// Every record goes through this ring buffer. Its size is set by userspace at load.
@@ -351,10 +351,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     let end = read::<u64>(mm, off!(mm_struct_arg_end));
     let real = end.saturating_sub(start).min(u32::MAX as u64) as usize;
     let limit = (config_argv_max() as usize).min(ARGV_CAPACITY);
-    let mut alen = real.min(limit);
-    if alen > ARGV_CAPACITY {
-        alen = ARGV_CAPACITY;
-    }
+    let mut alen = bounded(real.min(limit), ARGV_CAPACITY);
     if alen < real {
         flags |= ARGV_TRUNCATED;
     }
@@ -385,13 +382,14 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
 /// What the task iterator does on its next walk, set by userspace:
 /// `[ITER_SLOT_MODE]` the mode, `[ITER_SLOT_CURSOR]` the parent-group cursor.
 #[map]
-static ITER_MODE: Array<u64> = Array::with_max_entries(3, 0);
+static ITER_MODE: Array<u64> = Array::with_max_entries(ITER_SLOTS, 0);
 
 /// The start-up walk: one [`SnapshotEvent`] per task, written to the iterator's
-/// seq file. Sleepable, so that it may read other processes' argv.
+/// seq file. Sleepable, so that it may read other processes' argv (Linux 5.18+;
+/// [`iter_task_no_argv`] is the same walk for older kernels).
 ///
-/// In [`ITER_MODE_PARENT_GROUP`] mode (a walk filtered to one process) it writes
-/// one thread of that process's real parent instead, reached through kernel
+/// In [`ITER_MODE_PARENT_GROUP`] mode (a walk about one process) it writes one
+/// thread of that process's real parent instead, reached through kernel
 /// pointers, and leaves in the cursor slot where the next walk goes on: some
 /// kernels leave tasks out of iterator walks (this VM's PID 1 is one), and this is
 /// how userspace makes the walk whole without /proc. One thread per walk keeps the
@@ -399,6 +397,21 @@ static ITER_MODE: Array<u64> = Array::with_max_entries(3, 0);
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter.s/task")]
 pub fn iter_task(ctx: *mut c_void) -> i32 {
+    walk_task::<true>(ctx)
+}
+
+/// [`iter_task`] without sleeping and so without argv (flagged unreadable), for
+/// kernels before 5.18, which have neither sleepable iterators nor
+/// `bpf_copy_from_user_task`.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/task")]
+pub fn iter_task_no_argv(ctx: *mut c_void) -> i32 {
+    walk_task::<false>(ctx)
+}
+
+/// One visit of the task iterator; `ARGV`: argv may be copied (sleepable program).
+#[inline(always)]
+fn walk_task<const ARGV: bool>(ctx: *mut c_void) -> i32 {
     // struct bpf_iter__task { struct bpf_iter_meta *meta; struct task_struct *task; }
     // SAFETY: the context layout above; the verifier checks these loads.
     let (meta, task) = unsafe {
@@ -413,11 +426,14 @@ pub fn iter_task(ctx: *mut c_void) -> i32 {
     let mode = ITER_MODE.get(ITER_SLOT_MODE).copied().unwrap_or(0) as u32;
     if mode != ITER_MODE_PARENT_GROUP {
         iter_cgroup(seq, task);
-        snapshot_task(seq, task, true);
+        snapshot_task::<ARGV>(seq, task, true);
         return 0;
     }
-    // Parent-group mode: act on the visited process's leader only.
-    if read::<u32>(task, off!(task_struct_pid)) != read::<u32>(task, off!(task_struct_tgid)) {
+    // Parent-group mode: act on the leader of the process the walk is about only
+    // (kernels before 6.1 cannot filter the walk: then the pid slot names it).
+    let tgid = read::<u32>(task, off!(task_struct_tgid));
+    let about = ITER_MODE.get(ITER_SLOT_PID).copied().unwrap_or(0) as u32;
+    if read::<u32>(task, off!(task_struct_pid)) != tgid || (about != 0 && about != tgid) {
         return 0;
     }
     let Some(cursor) = ITER_MODE.get_ptr_mut(ITER_SLOT_CURSOR) else {
@@ -430,7 +446,7 @@ pub fn iter_task(ctx: *mut c_void) -> i32 {
     let node_off = off!(task_struct_thread_node);
     if signal == 0 || head_off == tracer_abi::OFFSET_MISSING || node_off == tracer_abi::OFFSET_MISSING {
         // No thread list on this kernel: the leader alone.
-        snapshot_task(seq, leader, false);
+        snapshot_task::<ARGV>(seq, leader, false);
         // SAFETY: our own map slot.
         unsafe { *cursor = ITER_CURSOR_DONE };
         return 0;
@@ -444,7 +460,7 @@ pub fn iter_task(ctx: *mut c_void) -> i32 {
         unsafe { *cursor = ITER_CURSOR_DONE };
         return 0;
     }
-    snapshot_task(seq, node - node_off as usize, false);
+    snapshot_task::<ARGV>(seq, node - node_off as usize, false);
     // SAFETY: our own map slot.
     unsafe { *cursor = read_ptr(node, 0) as u64 };
     0
@@ -471,9 +487,10 @@ fn iter_cgroup(seq: usize, task: usize) {
 }
 
 /// Writes one [`SnapshotEvent`] for `task` to the iterator's seq file. `trusted`:
-/// `task` is the iterator's own task pointer, through which argv may be copied.
+/// `task` is the iterator's own task pointer, through which argv may be copied
+/// (when the program may: `ARGV`).
 #[inline(always)]
-fn snapshot_task(seq: usize, task: usize, trusted: bool) {
+fn snapshot_task<const ARGV: bool>(seq: usize, task: usize, trusted: bool) {
     let Some(scratch) = ITER_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -529,18 +546,15 @@ fn snapshot_task(seq: usize, task: usize, trusted: bool) {
     let start = read::<u64>(mm, off!(mm_struct_arg_start));
     let end = read::<u64>(mm, off!(mm_struct_arg_end));
     let real = end.saturating_sub(start).min(u32::MAX as u64) as usize;
-    let mut alen = real.min(ITER_ARGV_MAX);
-    if alen > ITER_ARGV_MAX {
-        alen = ITER_ARGV_MAX;
-    }
+    let mut alen = bounded(real.min(ITER_ARGV_MAX), ITER_ARGV_MAX);
     if alen < real {
         flags |= ARGV_TRUNCATED;
     }
-    if alen > 0 && !trusted {
+    if alen > 0 && !(ARGV && trusted) {
         alen = 0;
         flags |= ARGV_UNREADABLE;
     }
-    if alen > 0 {
+    if ARGV && alen > 0 {
         // SAFETY: destination inside the slot; `task` is the iterator's trusted task pointer.
         let r = unsafe {
             bpf_copy_from_user_task(

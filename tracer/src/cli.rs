@@ -7,7 +7,9 @@ use crate::bpf;
 #[derive(Parser, Debug)]
 #[command(
     name = "tracer",
-    version,
+    disable_version_flag = true,
+    subcommand_required = false,
+    arg_required_else_help = true,
     about = "Live process, thread and container tree of this host, from eBPF lifecycle events",
     long_about = "tracer follows every fork, thread clone, exec, exit and rename on this host through \
 eBPF programs and keeps the live tree of processes and threads from those events alone \
@@ -15,7 +17,10 @@ eBPF programs and keeps the live tree of processes and threads from those events
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// Print the version and the mode this kernel would run in.
+    #[arg(short = 'V', long)]
+    pub version: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -37,6 +42,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// List running containers as the kernel sees them (like `docker ps`).
     Containers(ContainersArgs),
+    /// Print what this kernel supports and which features are full, degraded (and
+    /// why) or missing. Loads the programs to find out (needs root).
+    Check(CheckArgs),
     /// Full-screen live process tree, updated as events arrive (like a live `ps afxuww`).
     ///
     /// Shows every process as `ps afxuww` does (children indented under their parent
@@ -129,6 +137,15 @@ pub struct ContainersArgs {
     pub no_trunc: bool,
     #[command(flatten)]
     pub state: StateArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

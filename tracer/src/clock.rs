@@ -17,9 +17,18 @@ fn now(clock: libc::clockid_t) -> i128 {
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 
+/// Seconds as the C library's `time_t` (64 bits on every 64-bit Linux libc).
+#[cfg_attr(
+    target_env = "musl",
+    expect(deprecated, reason = "the libc crate warns of musl's 32-bit time_t, which 64-bit targets never had")
+)]
+fn time_t(secs: i128) -> libc::time_t {
+    secs as libc::time_t
+}
+
 /// Broken-down local time of `epoch_ns`.
 fn local(epoch_ns: i128) -> (libc::tm, u32) {
-    let secs = (epoch_ns.div_euclid(1_000_000_000)) as libc::time_t;
+    let secs = time_t(epoch_ns.div_euclid(1_000_000_000));
     let nanos = epoch_ns.rem_euclid(1_000_000_000) as u32;
     // SAFETY: an all-zero tm is valid; localtime_r fills it.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
@@ -55,7 +64,7 @@ pub fn format_start(boot_epoch_ns: i128, ts_ns: u64) -> String {
 /// RFC 3339 UTC time of a boot-clock timestamp, with ns.
 pub fn format_rfc3339(boot_epoch_ns: i128, ts_ns: u64) -> String {
     let t = boot_epoch_ns + i128::from(ts_ns);
-    let secs = t.div_euclid(1_000_000_000) as libc::time_t;
+    let secs = time_t(t.div_euclid(1_000_000_000));
     let nanos = t.rem_euclid(1_000_000_000);
     // SAFETY: as in `local`.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

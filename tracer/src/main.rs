@@ -13,13 +13,19 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let Some(command) = cli.command else {
+        // clap prints the help when there are no arguments at all: only --version is left.
+        println!("{}", tracer::cmd::check::version());
+        return std::process::ExitCode::SUCCESS;
+    };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Events(args) => tracer::cmd::events::run(args).await,
             Command::Ps(args) => tracer::cmd::ps::run(args).await,
             Command::Daemon(args) => tracer::daemon::server::run(args).await,
             Command::Stats(args) => tracer::cmd::stats::run(args).await,
             Command::Containers(args) => tracer::cmd::containers::run(args).await,
+            Command::Check(args) => tracer::cmd::check::run(args).await,
             Command::Watch(args) => tracer::watch::run(args).await,
         }
     });

@@ -56,6 +56,11 @@ impl Session {
         Ok(Session { kernel, rx, stats, _reader: handle })
     }
 
+    /// What this kernel let the programs do.
+    pub fn features(&self) -> &crate::bpf::features::Features {
+        &self.kernel.features
+    }
+
     /// See [`Kernel::forget_cgroups`].
     pub fn forget_cgroups(&mut self, ids: &[u64]) -> Result<usize> {
         self.kernel.forget_cgroups(ids)

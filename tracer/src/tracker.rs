@@ -218,6 +218,11 @@ impl Tracker {
     }
 
     /// The ring buffer's size.
+    /// What this kernel let the programs do.
+    pub fn features(&self) -> &crate::bpf::features::Features {
+        self.session.features()
+    }
+
     pub fn ringbuf_bytes(&self) -> u32 {
         self.ringbuf_bytes
     }

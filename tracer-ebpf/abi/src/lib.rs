@@ -55,7 +55,12 @@ pub mod prog {
     pub const EXIT: &str = "sched_process_exit";
     pub const RENAME: &str = "task_rename";
     pub const CGROUP_ATTACH: &str = "cgroup_attach_task";
+    /// The task iterator, sleepable: copies each process's argv
+    /// (`bpf_copy_from_user_task`, Linux 5.18+).
     pub const ITER_TASK: &str = "iter_task";
+    /// The same walk without sleeping, for older kernels: argv of the processes
+    /// found is flagged unreadable.
+    pub const ITER_TASK_NO_ARGV: &str = "iter_task_no_argv";
 }
 
 /// Length of `task_struct::comm`.
@@ -310,6 +315,11 @@ pub struct CgroupAttachEvent {
 /// `ITER_MODE` slot holding the walk generation: the iterator sends each
 /// cgroup's path once per generation.
 pub const ITER_SLOT_GEN: u32 = 2;
+/// `ITER_MODE` slot holding the process a parent-group walk is about (0: the
+/// walk is filtered by the kernel instead, Linux 6.1+).
+pub const ITER_SLOT_PID: u32 = 3;
+/// Entries of `ITER_MODE`.
+pub const ITER_SLOTS: u32 = 4;
 
 const _: () = assert!(size_of::<Header>() == 24);
 const _: () = assert!(size_of::<CgroupEvent>() == 1064);

@@ -132,6 +132,8 @@ type Lookup = Result<u32, String>;
 /// The kernel's parsed BTF.
 pub struct KernelBtf {
     btf: Btf,
+    /// The running kernel's release, when the BTF is the running kernel's.
+    release: Option<String>,
     /// What the BTF describes, for messages: "kernel 6.8.0-45-generic" or a path.
     origin: String,
     /// Structs looked up so far: a lookup by name scans the mapped BTF.
@@ -144,6 +146,7 @@ impl KernelBtf {
         let mut btf = Self::from_path(VMLINUX_BTF)?;
         if let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
             btf.origin = format!("kernel {}", release.trim());
+            btf.release = Some(release.trim().to_string());
         }
         Ok(btf)
     }
@@ -159,7 +162,22 @@ impl KernelBtf {
             source => BtfError::Read(path.to_path_buf(), source),
         })?;
         let origin = format!("BTF {}", path.display());
-        Ok(KernelBtf { btf, origin, structs: Default::default() })
+        Ok(KernelBtf { btf, release: None, origin, structs: Default::default() })
+    }
+
+    /// The running kernel's release (`uname -r`), when known.
+    pub fn release(&self) -> Option<String> {
+        self.release.clone()
+    }
+
+    /// Whether enum `name` of the BTF has a member `value` (e.g. whether
+    /// `bpf_func_id` lists a helper: the kernel knows it).
+    pub fn has_enum_value(&self, name: &str, value: &str) -> bool {
+        let Ok(types) = self.btf.resolve_types_by_name(name) else { return false };
+        types.iter().any(|t| match t {
+            Type::Enum(e) => e.members.iter().any(|m| self.btf.resolve_name(m).is_ok_and(|n| n == value)),
+            _ => false,
+        })
     }
 
     /// Whether the BTF has any type (struct, typedef, function, ...) of this name.
@@ -172,6 +190,7 @@ impl KernelBtf {
     /// error when required, [`OFFSET_MISSING`] (logged) otherwise.
     pub fn offsets(&self) -> Result<Offsets, BtfError> {
         let mut offsets = Offsets::MISSING;
+        let mut atomic_rss = false;
         for (field, slot) in offsets.fields_mut() {
             let entry = TABLE.iter().find(|e| e.0 == field);
             let &(_, strukt, source, required) = entry.ok_or(BtfError::Unmapped(field))?;
@@ -183,6 +202,13 @@ impl KernelBtf {
                     Some(s) => u32::try_from(s.size()).map_err(|_| format!("{strukt} too big")),
                     None => Err(format!("BTF has no struct {strukt}")),
                 },
+            };
+            let found = match found {
+                Err(_) if field == "mm_struct_rss_stat" => {
+                    atomic_rss = true;
+                    self.atomic_rss()?
+                }
+                found => found,
             };
             *slot = match found {
                 Ok(value) => value,
@@ -196,7 +222,20 @@ impl KernelBtf {
                 }
             };
         }
+        if atomic_rss && offsets.mm_struct_rss_stat != OFFSET_MISSING {
+            // Before 6.2 the counters are `atomic_long_t`s (see `atomic_rss`): 8 bytes
+            // apart, each its own count.
+            offsets.percpu_counter_size = 8;
+            offsets.percpu_counter_count = 0;
+        }
         Ok(offsets)
+    }
+
+    /// Before Linux 6.2, `mm_struct.rss_stat` is a `struct mm_rss_stat` holding
+    /// `atomic_long_t count[NR_MM_COUNTERS]`: the offset of that array, when the
+    /// per-CPU counters are not there.
+    fn atomic_rss(&self) -> Result<Lookup, BtfError> {
+        self.member("mm_struct", &["rss_stat.count"], None)
     }
 
     /// Byte offset in struct `strukt` of the first of `paths` it has (see

@@ -2,6 +2,7 @@
 //! programs, the ring buffer reader and the task iterator.
 
 pub mod btf;
+pub mod features;
 pub mod iter;
 pub mod privileges;
 pub mod reader;
@@ -21,17 +22,24 @@ use crate::event::{self, Event};
 /// The kernel programs, built by build.rs for the bpf target.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf.o"));
 
-/// Which program attaches where: `(program name in the object, BTF tracepoint)`.
-/// All are BTF tracepoints (tp_btf): no kprobes or fentry are needed. They are
-/// attached in this order, fork last: a task created once fork is attached has
-/// its exit seen too (the reverse would leave tasks born and dead in between
-/// with a fork and no exit).
-const TRACEPOINTS: &[(&str, &str)] = &[
-    (abi::prog::EXIT, "sched_process_exit"),
-    (abi::prog::EXEC, "sched_process_exec"),
-    (abi::prog::RENAME, "task_rename"),
-    (abi::prog::CGROUP_ATTACH, "cgroup_attach_task"),
-    (abi::prog::FORK, "sched_process_fork"),
+/// Which program attaches where: `(program name in the object, BTF tracepoint,
+/// what is lost without it or `None` when tracer cannot work without it)`.
+/// All are BTF tracepoints (tp_btf, Linux 5.5+): no kprobes or fentry are
+/// needed. They are attached in this order, fork last: a task created once fork
+/// is attached has its exit seen too (the reverse would leave tasks born and
+/// dead in between with a fork and no exit).
+const TRACEPOINTS: &[(&str, &str, Option<&str>)] = &[
+    (abi::prog::EXIT, "sched_process_exit", None),
+    (abi::prog::EXEC, "sched_process_exec", None),
+    (abi::prog::RENAME, "task_rename", Some("renames")),
+    (abi::prog::CGROUP_ATTACH, "cgroup_attach_task", Some("cgroup moves")),
+    (abi::prog::FORK, "sched_process_fork", None),
+];
+
+/// The task iterator programs, best first.
+const ITERATORS: &[(&str, features::Iterator)] = &[
+    (abi::prog::ITER_TASK, features::Iterator::Sleepable),
+    (abi::prog::ITER_TASK_NO_ARGV, features::Iterator::NoArgv),
 ];
 
 /// Default ring buffer size: 8 MiB.
@@ -72,11 +80,13 @@ impl Options {
 /// The loaded and attached kernel programs.
 pub struct Kernel {
     ebpf: Ebpf,
-    btf: aya::Btf,
     lost: Option<PerCpuArray<MapData, u64>>,
     iter_mode: Array<MapData, u64>,
-    iter_loaded: bool,
+    /// The iterator program that loaded, if any.
+    iter: Option<&'static str>,
     walks: u64,
+    /// What this kernel let the programs do.
+    pub features: features::Features,
 }
 
 impl Kernel {
@@ -115,39 +125,114 @@ impl Kernel {
             .map_max_entries(abi::MAP_EVENTS, opts.ringbuf_bytes)
             .map_max_entries(abi::MAP_SCRATCH, cpus)
             .load(EBPF_OBJECT)
-            .context("loading tracer's eBPF object into the kernel")?;
+            .map_err(|e| {
+                log::debug!("loading the eBPF object: {e:?}");
+                anyhow!(
+                    "the kernel refused tracer's maps or BTF ({}): tracer needs BPF ring buffers and BTF (Linux 5.8+); RUST_LOG=debug shows more",
+                    one_line(&e.to_string())
+                )
+            })?;
 
         match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => reader::spawn_kernel_logger(logger),
             Err(e) => log::debug!("kernel-side logging is off: {e}"),
         }
 
+        let mut features = features::Features {
+            kernel: kbtf.release().unwrap_or_default(),
+            iterator: features::Iterator::None,
+            iter_pid_filter: false,
+            rename: false,
+            cgroup_moves: false,
+            exit_group_dead_arg: config.exit_has_group_dead != 0,
+            rss: offsets.mm_struct_rss_stat != abi::OFFSET_MISSING,
+            subreapers: offsets.signal_struct_is_child_subreaper_bit != abi::OFFSET_MISSING
+                && offsets.signal_struct_has_child_subreaper_bit != abi::OFFSET_MISSING,
+            refused: Vec::new(),
+        };
+
         // Load (verify) every program first, then attach them back to back.
-        for (name, tp) in TRACEPOINTS {
+        let mut loaded = Vec::new();
+        for &(name, tp, lost) in TRACEPOINTS {
             let prog: &mut BtfTracePoint = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("program {name} is missing from the eBPF object"))?
                 .try_into()?;
-            prog.load(tp, &btf).with_context(|| {
-                format!(
-                    "loading the {tp} program (the kernel's verifier refused it; run with RUST_LOG=debug for details)"
-                )
-            })?;
+            match prog.load(tp, &btf) {
+                Ok(()) => loaded.push((name, tp)),
+                Err(e) => {
+                    let why = refusal(name, &e);
+                    let Some(lost) = lost else {
+                        bail!(
+                            "the kernel refused the {tp} program ({why}): tracer cannot follow processes on this kernel; `tracer check` tells what it supports"
+                        );
+                    };
+                    log::warn!("the kernel refused the {tp} program ({why}): {lost} will not be seen");
+                    features.refused.push((name.to_string(), why));
+                }
+            }
             log::debug!("{name} loaded at {:?}", t0.elapsed());
         }
-        for (name, tp) in TRACEPOINTS {
+        features.rename = loaded.iter().any(|(n, _)| *n == abi::prog::RENAME);
+        features.cgroup_moves = loaded.iter().any(|(n, _)| *n == abi::prog::CGROUP_ATTACH);
+
+        // The task iterator: the best variant this kernel takes.
+        let mut iter = None;
+        for &(name, kind) in ITERATORS {
+            let prog: &mut Iter = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("the task iterator {name} is missing from the eBPF object"))?
+                .try_into()?;
+            match prog.load("task", &btf) {
+                Ok(()) => {
+                    features.iterator = kind;
+                    iter = Some(name);
+                    break;
+                }
+                Err(e) => {
+                    let why = refusal(name, &e);
+                    log::info!("the kernel refused the task iterator {name} ({why}); trying the next");
+                    features.refused.push((name.to_string(), why));
+                }
+            }
+        }
+        if iter.is_none() {
+            log::warn!(
+                "no task iterator loaded: processes that existed before tracer started will not be seen (`tracer check` tells why)"
+            );
+        }
+
+        for (name, tp) in loaded {
             let prog: &mut BtfTracePoint = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("program {name} is missing from the eBPF object"))?
                 .try_into()?;
-            prog.attach().with_context(|| format!("attaching to the BTF tracepoint {tp}"))?;
+            prog.attach().map_err(|e| {
+                anyhow!(
+                    "attaching to the BTF tracepoint {tp} failed ({}); `tracer check` tells what this kernel supports",
+                    one_line(&e.to_string())
+                )
+            })?;
         }
         log::debug!("programs loaded and attached at {:?}", t0.elapsed());
         let lost = PerCpuArray::try_from(ebpf.take_map(abi::MAP_LOST).ok_or_else(|| anyhow!("map LOST missing"))?)?;
         let iter_mode = Array::try_from(
             ebpf.take_map(abi::MAP_ITER_MODE).ok_or_else(|| anyhow!("map {} missing", abi::MAP_ITER_MODE))?,
         )?;
-        Ok(Kernel { ebpf, btf, lost: Some(lost), iter_mode, iter_loaded: false, walks: 0 })
+        let mut kernel = Kernel { ebpf, lost: Some(lost), iter_mode, iter, walks: 0, features };
+        kernel.features.iter_pid_filter = kernel.probe_pid_filter();
+        log::info!("kernel {}: mode {}", kernel.features.kernel, kernel.features.mode());
+        Ok(kernel)
+    }
+
+    /// Whether the kernel takes a task iterator walk filtered to one process
+    /// (Linux 6.1+): tried on this process itself.
+    fn probe_pid_filter(&mut self) -> bool {
+        let Some(fd) = iter_fd(&self.ebpf, self.iter) else { return false };
+        if self.iter_mode.set(abi::ITER_SLOT_MODE, u64::from(abi::ITER_MODE_ALL), 0).is_err() {
+            return false;
+        }
+        iter::walk(fd, Some(std::process::id())).is_ok()
     }
 
     /// Takes the ring buffer (once).
@@ -175,18 +260,11 @@ impl Kernel {
     /// snapshot event per task. Runs while the tracepoints are attached, so that
     /// the caller can merge it with the events that raced with the walk.
     pub fn snapshot(&mut self) -> Result<Snapshot> {
-        let prog: &mut Iter = self
-            .ebpf
-            .program_mut(abi::prog::ITER_TASK)
-            .ok_or_else(|| anyhow!("the task iterator is missing from the eBPF object"))?
-            .try_into()?;
-        if !self.iter_loaded {
-            prog.load("task", &self.btf).context(
-                "loading the task iterator (needs a kernel with BPF task iterators and sleepable programs, Linux 5.18+)",
-            )?;
-            self.iter_loaded = true;
-        }
-        let prog_fd = prog.fd()?.as_fd();
+        let Some(prog_fd) = iter_fd(&self.ebpf, self.iter) else {
+            // No iterator on this kernel (see `features`): the tree is built from events alone.
+            return Ok(Snapshot::default());
+        };
+        let filter = self.features.iter_pid_filter;
         let mode = &mut self.iter_mode;
         mode.set(abi::ITER_SLOT_MODE, u64::from(abi::ITER_MODE_ALL), 0)?;
         // A new generation: the walk sends every cgroup's path again.
@@ -210,7 +288,7 @@ impl Kernel {
             }
             mode.set(abi::ITER_SLOT_MODE, u64::from(abi::ITER_MODE_PARENT_GROUP), 0)?;
             for (ppid, child) in todo {
-                match fill_in_parent(mode, prog_fd, child, &mut snap) {
+                match fill_in_parent(mode, prog_fd, child, filter, &mut snap) {
                     Ok(n) => log::info!(
                         "the task iterator left out process {ppid}; filled in {n} tasks through its child {child}"
                     ),
@@ -218,24 +296,85 @@ impl Kernel {
                 }
             }
             mode.set(abi::ITER_SLOT_MODE, u64::from(abi::ITER_MODE_ALL), 0)?;
+            mode.set(abi::ITER_SLOT_PID, 0, 0)?;
         }
         Ok(snap)
     }
 }
 
+/// The fd of the loaded iterator program `name`.
+fn iter_fd<'a>(ebpf: &'a Ebpf, name: Option<&str>) -> Option<BorrowedFd<'a>> {
+    let prog: &Iter = ebpf.program(name?)?.try_into().ok()?;
+    prog.fd().ok().map(|fd| fd.as_fd())
+}
+
+/// The kernel's reason for refusing program `name`, in one line. The verifier's
+/// log is long: it goes to the debug log and to a file named in the reason.
+fn refusal(name: &str, e: &aya::programs::ProgramError) -> String {
+    let aya::programs::ProgramError::LoadError { io_error, verifier_log } = e else {
+        return one_line(&e.to_string());
+    };
+    let log = verifier_log.to_string();
+    log::debug!("the verifier's log for {name}:\n{log}");
+    // The last line that is not a statistic says what the verifier objected to.
+    let last = log
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| {
+            !l.is_empty()
+                && !l.starts_with("processed ")
+                && !l.starts_with("verification time")
+                && !l.starts_with("stack depth")
+        })
+        .unwrap_or("");
+    let saved = save_verifier_log(name, &log);
+    let mut why = format!("{io_error}");
+    if !last.is_empty() {
+        why.push_str(&format!(": {}", one_line(last)));
+    }
+    match saved {
+        Some(path) => why.push_str(&format!("; the verifier's log is in {}", path.display())),
+        None => why.push_str("; RUST_LOG=debug prints the verifier's log"),
+    }
+    why
+}
+
+/// Writes a verifier log to a new file in the temporary directory. The name is
+/// new (create_new: an existing file or link there is never followed or
+/// overwritten).
+fn save_verifier_log(name: &str, log: &str) -> Option<std::path::PathBuf> {
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!("tracer-verifier-{name}-{}.log", std::process::id()));
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).ok()?;
+    f.write_all(log.as_bytes()).ok()?;
+    Some(path)
+}
+
+/// The first line of a message, for one-line errors.
+fn one_line(msg: &str) -> String {
+    let first = msg.lines().next().unwrap_or("").trim();
+    // aya appends the verifier's whole log to load errors: keep what comes before it.
+    first.split(". Verifier output:").next().unwrap_or(first).to_string()
+}
+
 /// Reads the threads of `child`'s real parent, one walk per thread (see the
 /// iterator program's parent-group mode). Returns how many were added.
+/// Without the kernel's filter (`filter` false, before 6.1) each walk visits
+/// every task and the program acts on `child`'s alone.
 fn fill_in_parent(
     mode: &mut Array<MapData, u64>,
     prog: BorrowedFd<'_>,
     child: u32,
+    filter: bool,
     snap: &mut Snapshot,
 ) -> Result<u64> {
     mode.set(abi::ITER_SLOT_CURSOR, 0, 0)?;
+    mode.set(abi::ITER_SLOT_PID, if filter { 0 } else { u64::from(child) }, 0)?;
     let mut seen = std::collections::HashSet::new();
     let mut added = 0;
     for _ in 0..MAX_GROUP_THREADS {
-        let data = iter::walk(prog, Some(child))?;
+        let data = iter::walk(prog, filter.then_some(child))?;
         let before = snap.events.len();
         snap.decode(&data);
         // A thread list that changed under the cursor could lead back to a thread

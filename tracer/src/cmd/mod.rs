@@ -1,5 +1,6 @@
 //! The commands.
 
+pub mod check;
 pub mod containers;
 pub mod events;
 pub mod ps;

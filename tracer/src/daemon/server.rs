@@ -511,7 +511,10 @@ pub fn stats_json(tracker: &Tracker, rates: &Rates, started: Instant) -> serde_j
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let features = tracker.features();
     json!({
+        "kernel": features.kernel,
+        "mode": features.mode(),
         "uptime_s": started.elapsed().as_secs_f64(),
         "events_per_s": rates.last,
         "events_total": rates.total,

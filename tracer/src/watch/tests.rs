@@ -656,7 +656,7 @@ fn spawn_rates_ages_and_filters() {
 fn initial_filter_from_arguments() {
     use clap::Parser;
     let cli = crate::cli::Cli::parse_from(["tracer", "watch", "--filter", "apache2", "--pid", "7", "--container", "x"]);
-    let crate::cli::Command::Watch(args) = cli.command else { panic!("not watch") };
+    let Some(crate::cli::Command::Watch(args)) = cli.command else { panic!("not watch") };
     assert_eq!(super::initial_filter(&args), "apache2 pid:7 container:x");
 }
 
