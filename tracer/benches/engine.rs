@@ -44,30 +44,40 @@ fn grew(by: isize) {
     }
 }
 
-// SAFETY: forwards to the system allocator; only counts.
+/// Built with TRACER_BENCH_SYSTEM_ALLOC set, the bench measures the C library's
+/// allocator instead of the one `tracer` runs with (to compare them).
+const SYSTEM_ALLOC: bool = option_env!("TRACER_BENCH_SYSTEM_ALLOC").is_some();
+const TRACER_ALLOC: tracer::alloc::Allocator = tracer::alloc::ALLOCATOR;
+
+/// The allocator measured.
+fn inner() -> &'static dyn GlobalAlloc {
+    if SYSTEM_ALLOC { &System } else { &TRACER_ALLOC }
+}
+
+// SAFETY: forwards to one allocator, the same for the process's whole life; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         grew(l.size() as isize);
         // SAFETY: same contract as ours.
-        unsafe { System.alloc(l) }
+        unsafe { inner().alloc(l) }
     }
 
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         grew(l.size() as isize);
         // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(l) }
+        unsafe { inner().alloc_zeroed(l) }
     }
 
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         grew(-(l.size() as isize));
         // SAFETY: same contract as ours.
-        unsafe { System.dealloc(p, l) }
+        unsafe { inner().dealloc(p, l) }
     }
 
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         grew(new as isize - l.size() as isize);
         // SAFETY: same contract as ours.
-        unsafe { System.realloc(p, l, new) }
+        unsafe { inner().realloc(p, l, new) }
     }
 }
 
@@ -734,7 +744,12 @@ fn main() {
     }
     let quick = std::env::args().any(|a| a == "--quick");
     let (events, churn) = if quick { (1_000_000, 100_000) } else { (10_000_000, 1_000_000) };
-    println!("tracer engine benchmark{}", if quick { " (quick)" } else { "" });
+    println!(
+        "tracer engine benchmark{} ({} allocator, {} build)",
+        if quick { " (quick)" } else { "" },
+        if SYSTEM_ALLOC { "the C library's" } else { "tracer's (jemalloc)" },
+        if cfg!(target_env = "musl") { "static musl" } else { "glibc" }
+    );
     // A busy host (20 k events/s: ~8,000 exited processes kept for the 2 s linger)
     // and a fork storm (200 k events/s: the exited set at its cap).
     throughput(events, 3000, 50_000);

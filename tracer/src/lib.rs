@@ -1,6 +1,7 @@
 //! tracer: the live process, thread and container tree of a Linux host, built from
 //! eBPF lifecycle events alone.
 
+pub mod alloc;
 pub mod bpf;
 pub mod cli;
 pub mod clock;

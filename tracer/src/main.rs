@@ -3,6 +3,9 @@
 use clap::Parser;
 use tracer::cli::{Cli, Command};
 
+#[global_allocator]
+static GLOBAL: tracer::alloc::Allocator = tracer::alloc::ALLOCATOR;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).format_timestamp(None).init();

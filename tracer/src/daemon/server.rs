@@ -469,18 +469,6 @@ fn resync(subs: &mut Vec<Subscriber>, tracker: &Tracker, names: &mut render::Nam
     subs.retain(|s| !s.cut.load(Ordering::Relaxed) && !s.tx.is_closed());
 }
 
-/// Bytes of heap in use (glibc's mallinfo2), or null elsewhere.
-fn heap_bytes() -> Option<u64> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallinfo2 has no preconditions and returns a plain struct.
-        let m = unsafe { libc::mallinfo2() };
-        Some((m.uordblks + m.hblkhd) as u64)
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    None
-}
-
 /// Events per second by kind, over the last full second.
 #[derive(Default)]
 pub struct Rates {
@@ -529,7 +517,7 @@ pub fn stats_json(tracker: &Tracker, rates: &Rates, started: Instant) -> serde_j
         "ring_records": reader.records.load(Ordering::Relaxed),
         "malformed": reader.malformed.load(Ordering::Relaxed),
         "max_rss_kib": ru.ru_maxrss,
-        "heap_bytes": heap_bytes(),
+        "heap_bytes": crate::alloc::heap_bytes(),
         "ringbuf_bytes": tracker.ringbuf_bytes(),
         "ringbuf_fill_bytes": reader.fill.load(Ordering::Relaxed),
     })
