@@ -601,8 +601,10 @@ mod tests {
         let fake = dir.join("fake-tracer");
         fs::write(
             &fake,
+            // The event line goes out before the ready line, so that stopping right
+            // after ready cannot race it.
             "#!/bin/sh\necho starting >&2\ntrap 'echo \"summary: lost 4\" >&2; exit 0' INT\n\
-             echo 'tracing: attached' >&2\necho '{\"kind\":\"exec\"}'\nwhile :; do sleep 0.05; done\n",
+             echo '{\"kind\":\"exec\"}'\necho 'tracing: attached' >&2\nwhile :; do sleep 0.05; done\n",
         )
         .unwrap();
         fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();

@@ -4,6 +4,7 @@
 mod bench;
 mod setup;
 mod util;
+mod vm;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -32,7 +33,9 @@ enum Task {
     /// Install the eBPF toolchain, bpf-linker, apt packages; mount tracefs.
     /// Idempotent: prints one line per item.
     Setup,
-    /// Setup, then build tracer (release unless --debug).
+    /// Setup, then build the static release binary of tracer
+    /// (target/x86_64-unknown-linux-musl/release/tracer), or with --debug the
+    /// host's debug build.
     Build {
         /// Build the debug profile instead of release.
         #[arg(long)]
@@ -66,6 +69,9 @@ enum Task {
         #[arg(long, default_value_t = 5)]
         rounds: u32,
     },
+    /// The kernel matrix: the static tracer on Debian's 5.10, 6.1 and 6.12
+    /// kernels under qemu and on this host, one table of cases (needs root).
+    VmTest(vm::Args),
     /// Internal: one benchmark workload; prints one JSON line.
     #[command(hide = true)]
     BenchWorker {
@@ -76,6 +82,20 @@ enum Task {
     /// Internal: starts N idle threads, prints "ready", waits for stdin to close.
     #[command(hide = true)]
     HoldThreads { threads: usize },
+    /// Internal: the test agent of vm-test, run inside each VM (and on the host):
+    /// runs the cases (all, or those named) against the tracer, one line each.
+    #[command(hide = true)]
+    VmAgent {
+        #[arg(long)]
+        tracer: PathBuf,
+        cases: Vec<String>,
+    },
+    /// Internal: one workload of the vm-test agent (`vm-worker MODE ARGS`).
+    #[command(hide = true)]
+    VmWorker {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -84,13 +104,19 @@ fn main() -> Result<()> {
         Task::Setup => setup::setup(),
         Task::Build { debug } => {
             setup::setup()?;
-            build(debug).map(|_| ())
+            if debug { build(true).map(|_| ()) } else { build_static().map(|_| ()) }
         }
         Task::Run { debug, args } => run(debug, &args),
         Task::Test { args } => test(&args),
         Task::Bench { secs, rounds } => bench::bench(secs, rounds),
+        Task::VmTest(args) => {
+            setup::setup()?;
+            vm::vm_test(&args)
+        }
         Task::BenchWorker { workload, secs } => bench::worker(workload, secs),
         Task::HoldThreads { threads } => bench::hold_threads(threads),
+        Task::VmAgent { tracer, cases } => vm::agent::run(&tracer, &cases),
+        Task::VmWorker { args } => vm::agent::worker(&args),
     }
 }
 
@@ -115,11 +141,29 @@ pub fn build(debug: bool) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The target of the release binary: static, so that one file runs on any
+/// distribution's libc, or none.
+pub const STATIC_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// Builds the static release binary; returns its path.
+pub fn build_static() -> Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "-p", "tracer", "--target", STATIC_TARGET]);
+    eprintln!("==> {}", util::display(&cmd));
+    util::run(&mut cmd, "building the static tracer", "fix the errors above and rerun `cargo xtask build`")?;
+    let bin = util::target_dir().join(STATIC_TARGET).join("release").join("tracer");
+    if !bin.is_file() {
+        bail!("building tracer: cargo succeeded but {} does not exist; check CARGO_TARGET_DIR", bin.display());
+    }
+    eprintln!("built: {} (static)", bin.display());
+    Ok(bin)
+}
+
 /// Replaces this process with tracer (so signals and the exit code are
 /// tracer's own).
 fn run(debug: bool, args: &[OsString]) -> Result<()> {
     setup::setup()?;
-    let bin = build(debug)?;
+    let bin = if debug { build(true)? } else { build_static()? };
     let mut cmd = if is_root() {
         Command::new(&bin)
     } else if let Some(sudo) = util::which("sudo") {
@@ -166,10 +210,18 @@ fn test(args: &[String]) -> Result<()> {
         (&mut clippy, "running clippy", "fix the warnings above and rerun `cargo xtask test`"),
         (&mut tests, "running the tests", "see the failing tests above; rerun one with `cargo xtask test -- NAME`"),
     ];
-    let n = steps.len();
+    // A name filter runs those tests alone; the kernel matrix runs with the whole suite.
+    let matrix = harness_args.is_empty() && cargo_args.is_empty();
+    let n = steps.len() + usize::from(matrix);
     for (i, (cmd, doing, fix)) in steps.into_iter().enumerate() {
         println!("==> [{}/{n}] {}", i + 1, util::display(cmd));
         util::run(cmd, doing, fix)?;
+    }
+    if matrix {
+        println!(
+            "==> [{n}/{n}] cargo xtask vm-test (the kernel matrix: Debian 5.10, 6.1, 6.12 under qemu, and this host)"
+        );
+        vm::vm_test(&vm::Args { kernel: Vec::new(), no_host: false, cases: Vec::new() })?;
     }
     println!("==> all {n} steps passed");
     Ok(())

@@ -33,6 +33,11 @@ pub const APT_PACKAGES: &[&str] = &[
     "procps",
     "util-linux",
 ];
+/// Debian packages the kernel matrix (`vm-test`) needs: qemu, and what the
+/// initramfs is made of.
+pub const VM_PACKAGES: &[&str] = &["qemu-system-x86", "cpio", "busybox-static"];
+/// The Rust target of the static release binary.
+pub const STATIC_TARGET: &str = crate::STATIC_TARGET;
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 pub const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
@@ -47,7 +52,8 @@ pub fn setup() -> Result<()> {
     nightly_toolchain()?;
     stable_components()?;
     bpf_linker()?;
-    apt_packages(root)?;
+    static_target()?;
+    apt_packages(root, APT_PACKAGES, false)?;
     tracefs(root)?;
     btf();
     Ok(())
@@ -185,10 +191,32 @@ fn bpf_linker() -> Result<()> {
     Ok(())
 }
 
-/// Packages of `APT_PACKAGES` that dpkg does not list as installed, or `None`
+/// What the kernel matrix needs beyond [`setup`]: qemu, cpio, busybox.
+pub fn vm_packages() -> Result<()> {
+    apt_packages(is_root(), VM_PACKAGES, true)
+}
+
+/// The static (musl) target of the default toolchain, and musl-gcc for the C
+/// code some dependencies build (the allocator).
+fn static_target() -> Result<()> {
+    let mut cmd = rustup();
+    cmd.args(["target", "list", "--installed"]);
+    let installed = query(cmd, "listing installed rustup targets", "check that rustup works (`rustup show`)")?;
+    if installed.lines().any(|l| l.trim() == STATIC_TARGET) {
+        println!("ok: rustup target {STATIC_TARGET}");
+    } else {
+        let mut cmd = rustup();
+        cmd.args(["target", "add", STATIC_TARGET]);
+        util::run(&mut cmd, &format!("adding the rustup target {STATIC_TARGET}"), "rerun `cargo xtask setup`")?;
+        println!("installed: rustup target {STATIC_TARGET}");
+    }
+    apt_packages(is_root(), &["musl-tools"], true)
+}
+
+/// Packages of `packages` that dpkg does not list as installed, or `None`
 /// when this is not a dpkg system.
-fn missing_apt_packages() -> Result<Option<Vec<&'static str>>> {
-    let out = match Command::new("dpkg-query").args(["-W", "-f=${Package}\t${Status}\n"]).args(APT_PACKAGES).output() {
+fn missing_apt_packages(packages: &[&'static str]) -> Result<Option<Vec<&'static str>>> {
+    let out = match Command::new("dpkg-query").args(["-W", "-f=${Package}\t${Status}\n"]).args(packages).output() {
         Ok(out) => out,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => {
@@ -203,7 +231,7 @@ fn missing_apt_packages() -> Result<Option<Vec<&'static str>>> {
         .filter(|(_, status)| status.trim() == "install ok installed")
         .map(|(name, _)| name.split(':').next().unwrap_or(name))
         .collect();
-    Ok(Some(APT_PACKAGES.iter().copied().filter(|p| !installed.contains(p)).collect()))
+    Ok(Some(packages.iter().copied().filter(|p| !installed.contains(p)).collect()))
 }
 
 fn apt_get() -> Command {
@@ -212,16 +240,14 @@ fn apt_get() -> Command {
     cmd
 }
 
-fn apt_packages(root: bool) -> Result<()> {
-    let Some(missing) = missing_apt_packages()? else {
-        println!(
-            "warning: no dpkg-query (not Debian?): install the equivalents of {} yourself",
-            APT_PACKAGES.join(" ")
-        );
+/// Installs the `packages` dpkg lacks (without recommends when `bare`).
+fn apt_packages(root: bool, packages: &[&'static str], bare: bool) -> Result<()> {
+    let Some(missing) = missing_apt_packages(packages)? else {
+        println!("warning: no dpkg-query (not Debian?): install the equivalents of {} yourself", packages.join(" "));
         return Ok(());
     };
     if missing.is_empty() {
-        println!("ok: apt packages {}", APT_PACKAGES.join(" "));
+        println!("ok: apt packages {}", packages.join(" "));
         return Ok(());
     }
     if !root {
@@ -237,12 +263,13 @@ fn apt_packages(root: bool) -> Result<()> {
     util::run(
         apt_get()
             .args(["install", "-y", "-q"])
+            .args(if bare { &["--no-install-recommends"][..] } else { &[][..] })
             .args(["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"])
             .args(&missing),
         &format!("installing apt packages {}", missing.join(" ")),
         fix,
     )?;
-    if let Some(still) = missing_apt_packages()?.filter(|m| !m.is_empty()) {
+    if let Some(still) = missing_apt_packages(packages)?.filter(|m| !m.is_empty()) {
         bail!("installing apt packages: still not installed after apt-get: {}; install them by hand", still.join(" "));
     }
     println!("installed: apt packages {}", missing.join(" "));

@@ -39,9 +39,18 @@ fn proc_ref(t: &TaskInfo) -> ProcRef {
 
 /// Takes the walk's argv unless it is worse than the one the model has: unreadable,
 /// empty (kernel threads, zombies), or a cut-short copy of it (the iterator
-/// copies less than an exec event does).
+/// copies less than an exec event does). A walk that could not read argv (a
+/// kernel without sleepable iterators) still says so of a process the model knows
+/// nothing of, rather than leaving it with an argv that looks empty.
 fn merge_argv(cur: &mut Argv, walk: &Argv) {
-    if walk.unreadable || walk.raw.is_empty() {
+    if walk.unreadable {
+        if cur.raw.is_empty() && !cur.unreadable && walk.real_len > 0 {
+            cur.unreadable = true;
+            cur.real_len = walk.real_len;
+        }
+        return;
+    }
+    if walk.raw.is_empty() {
         return;
     }
     if walk.truncated && cur.raw.len() > walk.raw.len() && cur.raw.starts_with(&walk.raw) {

@@ -418,6 +418,27 @@ fn startup_walk_builds_the_tree() {
     assert_eq!(t.e.stats().walks, 1);
 }
 
+/// A walk on a kernel without sleepable iterators reads no argv: the process
+/// says its argv is unreadable (with its real length), not that it is empty;
+/// an exec after it brings the real argv.
+#[test]
+fn walk_without_argv_flags_it_unreadable() {
+    let mut t = T::new();
+    let mut e = snap(1000, tk(500, 500, 1), "bash", &[]);
+    if let Body::Snapshot { argv, .. } = &mut e.body {
+        argv.unreadable = true;
+        argv.real_len = 12;
+    }
+    t.e.apply_snapshot(vec![snap(999, tk(1, 1, 0), "init", &["init"]), e], Vec::new(), &mut t.out);
+    let p = t.p(500);
+    assert!(p.argv.unreadable && p.argv.raw.is_empty(), "{:?}", p.argv);
+    assert_eq!(p.argv.real_len, 12);
+    t.e.apply(exec(2000, tk(500, 500, 1), 500, "/bin/ls", &["ls", "-l"]), &mut t.out);
+    let p = t.p(500);
+    assert!(!p.argv.unreadable, "{:?}", p.argv);
+    assert_eq!(p.argv.joined(), "ls -l");
+}
+
 #[test]
 fn walk_with_a_fork_during_it() {
     // (a1) The fork event is stamped before the walk visits the child.
