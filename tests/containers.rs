@@ -18,8 +18,8 @@ use std::{
 use serde_json::Value;
 
 use crate::{
+    support::{self, TempDir, cgroup::cgroup2_mount, tracer::TRACER},
     tree::daemon::Daemon,
-    util::{self, TempDir},
     watch::Tmux,
 };
 
@@ -52,7 +52,7 @@ impl StoryWatch {
     /// `tracer events --json ARGS` (plain events, or stories with `--containers`).
     fn events(args: &[&str]) -> StoryWatch {
         let dir = TempDir::new("stories");
-        let child = Command::new(util::TRACER)
+        let child = Command::new(TRACER)
             .args(["events", "--json"])
             .args(args)
             .stdin(Stdio::null())
@@ -187,7 +187,7 @@ fn start_story_problems(s: &Value, runtime: &str, init_pid: u32, stages: &[&str]
 /// The id of container `id`'s cgroup on the v2 hierarchy: its directory's inode,
 /// wherever the runtime put it (`/docker/<id>`, `/<id>`).
 fn container_cgroup_id(id: &str) -> Option<u64> {
-    let root = util::cgroup2_mount()?;
+    let root = cgroup2_mount()?;
     [root.join("docker").join(id), root.join(id)]
         .iter()
         .filter_map(|d| std::fs::metadata(d).ok())
@@ -276,7 +276,7 @@ impl Dockerd {
     }
 
     fn docker(&self, args: &[&str]) -> std::process::Output {
-        util::run(Command::new("docker").env("DOCKER_HOST", &self.sock).args(args), Duration::from_secs(120))
+        support::run(Command::new("docker").env("DOCKER_HOST", &self.sock).args(args), Duration::from_secs(120))
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -471,7 +471,7 @@ fn apache_rootfs_tar() -> Result<PathBuf, String> {
     }
     remove_stale_builds(&dir);
     for tool in ["debootstrap", "chroot", "tar"] {
-        if util::which(tool).is_none() {
+        if support::which(tool).is_none() {
             return Err(format!("`{tool}` is not on PATH (package debootstrap; `cargo xtask setup` installs it)"));
         }
     }
@@ -611,7 +611,7 @@ fn debian_mirror() -> (String, &'static str) {
 
 /// Runs one build step, Err with its output's tail when it fails.
 fn step(what: &str, cmd: &mut Command, timeout: Duration) -> Result<(), String> {
-    let out = util::run(cmd, timeout);
+    let out = support::run(cmd, timeout);
     if out.status.success() {
         return Ok(());
     }
@@ -954,18 +954,18 @@ fn docker_snapshot_problems(snap: &BTreeMap<u64, Value>, c: &DockerContainer) ->
 
 #[test]
 fn docker_containers_seen_from_the_kernel() {
-    if !util::require_root() || !util::require_tool("dockerd") || !util::require_tool("docker") {
+    if !support::require_root() || !support::require_tool("dockerd") || !support::require_tool("docker") {
         return;
     }
     if !Path::new("/bin/busybox").exists() {
-        assert!(!util::under_ci(), "/bin/busybox (busybox-static) is missing");
+        assert!(!support::under_ci(), "/bin/busybox (busybox-static) is missing");
         eprintln!("skipping: no /bin/busybox");
         return;
     }
     // The Apache image first (a build takes ~30 s), before anything else runs.
     let apache = match apache_rootfs_tar() {
         Ok(p) => Some(p),
-        Err(e) if util::under_ci() => panic!("cannot make the Apache httpd rootfs (needed under CI): {e}"),
+        Err(e) if support::under_ci() => panic!("cannot make the Apache httpd rootfs (needed under CI): {e}"),
         Err(e) => {
             eprintln!("NOTE: the Apache containers are skipped, only busybox ones run: {e}");
             None
@@ -1122,8 +1122,8 @@ fn docker_containers_seen_from_the_kernel() {
     }
 
     // The text view, as `docker ps` would show it.
-    let out = util::run(
-        Command::new(util::TRACER).args(["containers", "--socket", &daemon.socket().display().to_string()]),
+    let out = support::run(
+        Command::new(TRACER).args(["containers", "--socket", &daemon.socket().display().to_string()]),
         Duration::from_secs(30),
     );
     assert!(out.status.success(), "tracer containers: {}", String::from_utf8_lossy(&out.stderr));
@@ -1222,7 +1222,7 @@ impl RuncContainer {
     }
 
     fn runc(&self, args: &[&str]) -> std::process::Output {
-        util::run(Command::new("runc").args(["--root", &self.state_root]).args(args), Duration::from_secs(60))
+        support::run(Command::new("runc").args(["--root", &self.state_root]).args(args), Duration::from_secs(60))
     }
 
     fn log_path(&self) -> PathBuf {
@@ -1389,11 +1389,11 @@ fn wait_runc_agrees(daemon: &Daemon, c: &RuncContainer, init: u32, execd: Option
 
 #[test]
 fn runc_container_seen_from_the_kernel() {
-    if !util::require_root() || !util::require_tool("runc") {
+    if !support::require_root() || !support::require_tool("runc") {
         return;
     }
     if !Path::new("/bin/busybox").exists() {
-        assert!(!util::under_ci(), "/bin/busybox (busybox-static) is missing");
+        assert!(!support::under_ci(), "/bin/busybox (busybox-static) is missing");
         eprintln!("skipping: no /bin/busybox");
         return;
     }
@@ -1445,7 +1445,7 @@ fn runc_container_seen_from_the_kernel() {
 
     // setns without a cgroup move: `nsenter --pid` into b forks a child in b's pid
     // namespace that stays in the host's cgroup. It belongs to b all the same.
-    if util::which("nsenter").is_some() {
+    if support::which("nsenter").is_some() {
         let mut nsenter = Command::new("nsenter")
             .args(["--target", &inits[1].to_string(), "--pid", "--", "/bin/sleep", "60"])
             .stdin(Stdio::null())
@@ -1485,7 +1485,7 @@ fn runc_container_seen_from_the_kernel() {
         // SAFETY: a process this test made (through nsenter).
         unsafe { libc::kill(joined as i32, libc::SIGKILL) };
     } else {
-        assert!(!util::under_ci(), "nsenter (util-linux) is missing");
+        assert!(!support::under_ci(), "nsenter (util-linux) is missing");
     }
 
     // Killed: they leave the list, and nothing of them is left.
@@ -1518,18 +1518,18 @@ fn runc_container_seen_from_the_kernel() {
 /// process, and through a daemon (its story subscription).
 #[test]
 fn watch_tells_container_starts_and_stops() {
-    if !util::require_root() || !util::require_tool("runc") || !util::require_tool("tmux") {
+    if !support::require_root() || !support::require_tool("runc") || !support::require_tool("tmux") {
         return;
     }
     if !Path::new("/bin/busybox").exists() {
-        assert!(!util::under_ci(), "/bin/busybox (busybox-static) is missing");
+        assert!(!support::under_ci(), "/bin/busybox (busybox-static) is missing");
         return;
     }
     let daemon = Daemon::start(&[]);
     let sock = daemon.socket().display().to_string();
     let screens = [
-        ("in-process", Tmux::start("news-local", 220, 12, &format!("{} watch --standalone", util::TRACER))),
-        ("via the daemon", Tmux::start("news-daemon", 220, 12, &format!("{} watch --socket {sock}", util::TRACER))),
+        ("in-process", Tmux::start("news-local", 220, 12, &format!("{} watch --standalone", TRACER))),
+        ("via the daemon", Tmux::start("news-daemon", 220, 12, &format!("{} watch --socket {sock}", TRACER))),
     ];
     for (way, t) in &screens {
         let (s, ok) = t.wait_screen(Duration::from_secs(30), |s| s.contains("processes") && s.contains("q quit"));

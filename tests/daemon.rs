@@ -12,7 +12,14 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{tree::daemon::Daemon, util};
+use crate::{
+    support::{
+        self, TempDir,
+        tracer::TRACER,
+        workload::{CProgram, compile_c},
+    },
+    tree::daemon::Daemon,
+};
 
 /// One request on a fresh connection; the raw answer line.
 fn ask(d: &Daemon, line: &[u8]) -> Value {
@@ -25,8 +32,8 @@ fn ask(d: &Daemon, line: &[u8]) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("answer is not JSON ({e}): {out:?}"))
 }
 
-fn cc(name: &str, src: &str) -> util::CProgram {
-    util::compile_c(name, src)
+fn cc(name: &str, src: &str) -> CProgram {
+    compile_c(name, src)
 }
 
 const STORM: &str = r#"
@@ -53,7 +60,7 @@ int main(int argc, char **argv) {
 
 #[test]
 fn every_verb_round_trips() {
-    if !util::require_root() {
+    if !support::require_root() {
         return;
     }
     let d = Daemon::start(&[]);
@@ -88,13 +95,13 @@ fn every_verb_round_trips() {
 
 #[test]
 fn ps_from_daemon_equals_in_process() {
-    if !util::require_root() {
+    if !support::require_root() {
         return;
     }
     let d = Daemon::start(&[]);
     let t0 = std::time::SystemTime::now();
     let run = |args: &[&str]| -> Value {
-        let out = util::run(Command::new(util::TRACER).args(args), Duration::from_secs(60));
+        let out = support::run(Command::new(TRACER).args(args), Duration::from_secs(60));
         assert!(out.status.success(), "tracer {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).expect("ps --json is JSON")
     };
@@ -212,7 +219,7 @@ fn subscriber(socket: &std::path::Path) -> Arc<Mutex<Copy>> {
 
 #[test]
 fn twenty_clients_keep_up_with_a_storm() {
-    if !util::require_root() || !util::require_tool("cc") {
+    if !support::require_root() || !support::require_tool("cc") {
         return;
     }
     let storm = cc("daemon_storm", STORM);
@@ -223,7 +230,7 @@ fn twenty_clients_keep_up_with_a_storm() {
         assert!(t.elapsed() < Duration::from_secs(20), "subscriptions did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = util::run(Command::new(&storm.path).args(["3000", "3000"]), Duration::from_secs(120));
+    let out = support::run(Command::new(&storm.path).args(["3000", "3000"]), Duration::from_secs(120));
     assert!(out.status.success());
     // Let the stream settle, then every copy must equal the daemon's tree.
     std::thread::sleep(Duration::from_millis(700));
@@ -268,7 +275,7 @@ fn twenty_clients_keep_up_with_a_storm() {
 
 #[test]
 fn stuck_client_is_cut_loose() {
-    if !util::require_root() || !util::require_tool("cc") {
+    if !support::require_root() || !support::require_tool("cc") {
         return;
     }
     let storm = cc("daemon_stuck", STORM);
@@ -277,7 +284,7 @@ fn stuck_client_is_cut_loose() {
     let mut stuck = UnixStream::connect(d.socket()).expect("connect");
     stuck.write_all(b"{\"verb\":\"subscribe\"}\n").unwrap();
     let good = subscriber(d.socket());
-    let out = util::run(Command::new(&storm.path).args(["8000", "0"]), Duration::from_secs(120));
+    let out = support::run(Command::new(&storm.path).args(["8000", "0"]), Duration::from_secs(120));
     assert!(out.status.success());
     // The stall limit is 5 s; the daemon must still answer promptly meanwhile.
     let t = Instant::now();
@@ -287,7 +294,7 @@ fn stuck_client_is_cut_loose() {
         std::thread::sleep(Duration::from_millis(500));
     }
     // Another storm after the cut: the stuck client gets nothing more.
-    let out = util::run(Command::new(&storm.path).args(["500", "0"]), Duration::from_secs(60));
+    let out = support::run(Command::new(&storm.path).args(["500", "0"]), Duration::from_secs(60));
     assert!(out.status.success());
     std::thread::sleep(Duration::from_millis(500));
     let good_lines = good.lock().unwrap().lines;
@@ -303,7 +310,7 @@ fn stuck_client_is_cut_loose() {
 
 #[test]
 fn malformed_requests_get_errors() {
-    if !util::require_root() {
+    if !support::require_root() {
         return;
     }
     let d = Daemon::start(&[]);
@@ -354,7 +361,7 @@ fn malformed_requests_get_errors() {
 
 /// Ids of the loaded BPF programs that carry tracer's program names.
 fn tracer_programs() -> BTreeSet<u64> {
-    let out = util::run(Command::new("bpftool").args(["prog", "show"]), Duration::from_secs(20));
+    let out = support::run(Command::new("bpftool").args(["prog", "show"]), Duration::from_secs(20));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| ["sched_process_fork", "sched_process_exit", "iter_task"].iter().any(|n| l.contains(n)))
@@ -364,7 +371,7 @@ fn tracer_programs() -> BTreeSet<u64> {
 
 #[test]
 fn kill_9_leaves_nothing_attached_and_restart_works() {
-    if !util::require_root() || !util::require_tool("bpftool") {
+    if !support::require_root() || !support::require_tool("bpftool") {
         return;
     }
     // Programs of other tracer instances (a daemon of an earlier test being freed)
@@ -388,7 +395,7 @@ fn kill_9_leaves_nothing_attached_and_restart_works() {
     // The socket file is left behind by the crash; a new daemon must take it over.
     std::fs::create_dir_all(&dir).unwrap();
     let t = Instant::now();
-    let mut child = Command::new(util::TRACER)
+    let mut child = Command::new(TRACER)
         .args(["daemon", "--socket", &socket.display().to_string()])
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -419,13 +426,13 @@ fn kill_9_leaves_nothing_attached_and_restart_works() {
 
 #[test]
 fn only_root_and_group_members_are_served() {
-    if !util::require_root() || !util::require_tool("useradd") || !util::require_tool("setpriv") {
+    if !support::require_root() || !support::require_tool("useradd") || !support::require_tool("setpriv") {
         return;
     }
     let group = "tracer-it";
     let (member, other) = ("tracer-it-m", "tracer-it-o");
     let sh = |cmd: &str| {
-        let _ = util::run(Command::new("sh").args(["-c", cmd]), Duration::from_secs(30));
+        let _ = support::run(Command::new("sh").args(["-c", cmd]), Duration::from_secs(30));
     };
     sh(&format!("userdel {member}; userdel {other}; groupdel {group}"));
     sh(&format!("groupadd {group} && useradd -M -G {group} {member} && useradd -M {other}"));
@@ -439,14 +446,14 @@ fn only_root_and_group_members_are_served() {
     let d = Daemon::start(&["--group", group]);
     let socket = d.socket().display().to_string();
     // The binary must be reachable by the unprivileged users.
-    let bin = util::TempDir::new("daemon-bin");
+    let bin = TempDir::new("daemon-bin");
     let tracer = bin.path().join("tracer");
-    std::fs::copy(util::TRACER, &tracer).unwrap();
+    std::fs::copy(TRACER, &tracer).unwrap();
     for p in [bin.path(), d.socket().parent().unwrap()] {
         let _ = Command::new("chmod").args(["755", &p.display().to_string()]).status();
     }
     let as_user = |user: &str| {
-        util::run(
+        support::run(
             Command::new("setpriv").args([
                 "--reuid",
                 user,

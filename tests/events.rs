@@ -8,7 +8,13 @@ use std::{
     time::Duration,
 };
 
-use crate::util::{self, Event, TestCgroup, Tracer, dump, kind, kinds, of_pid};
+use crate::support::{
+    self, TempDir,
+    cgroup::TestCgroup,
+    event::{Event, dump, has_exec, kind, kinds, of_pid},
+    tracer::{START_TIMEOUT, STOP_TIMEOUT, Summary, TRACER, Tracer},
+    workload::compile_c,
+};
 
 const THREADS_C: &str = include_str!("workloads/threads.c");
 const EXEC_THREAD_C: &str = include_str!("workloads/exec_thread.c");
@@ -39,12 +45,12 @@ fn printed_tids(stdout: &[u8]) -> Vec<u32> {
 /// `sh -c 'exit 3'`: one fork, one exec, one exit with code 3, in that order.
 #[test]
 fn fork_exec_exit_of_sh() {
-    if !util::require_root() {
+    if !support::require_root() {
         return;
     }
     let mut tracer = Tracer::start(&[]);
     let me = std::process::id();
-    let my_tid = util::gettid();
+    let my_tid = support::gettid();
     let mut child =
         Command::new("sh").args(["-c", "exit 3"]).stdin(Stdio::null()).spawn().expect("spawn sh -c 'exit 3'");
     let pid = child.id();
@@ -92,11 +98,11 @@ fn fork_exec_exit_of_sh() {
 /// 50 threads started and joined: 50 clones, 50 thread exits, then one exit.
 #[test]
 fn fifty_threads() {
-    if !util::require_root() || !util::require_tool("cc") {
+    if !support::require_root() || !support::require_tool("cc") {
         return;
     }
     const N: usize = 50;
-    let prog = util::compile_c("threads50", THREADS_C);
+    let prog = compile_c("threads50", THREADS_C);
     let mut tracer = Tracer::start(&[]);
     let child = Command::new(&prog.path)
         .stdin(Stdio::null())
@@ -154,14 +160,14 @@ fn fifty_threads() {
 /// `sleep 30` killed with SIGKILL: its exit says so.
 #[test]
 fn sigkill_exit_status() {
-    if !util::require_root() {
+    if !support::require_root() {
         return;
     }
     let mut tracer = Tracer::start(&[]);
     let mut child = Command::new("sleep").arg("30").stdin(Stdio::null()).spawn().expect("spawn sleep 30");
     let pid = child.id();
     // Kill it once it runs sleep, not the test's pre-exec copy.
-    tracer.wait_for(&format!("the exec of sleep as pid {pid}"), |evs| util::has_exec(evs, pid));
+    tracer.wait_for(&format!("the exec of sleep as pid {pid}"), |evs| has_exec(evs, pid));
     child.kill().expect("SIGKILL sleep");
     let status = child.wait().expect("wait for sleep");
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL), "sleep ended: {status}");
@@ -183,10 +189,10 @@ fn sigkill_exit_status() {
 /// old_tid == the thread's tid, after the old leader's thread_exit.
 #[test]
 fn exec_from_non_leader_thread() {
-    if !util::require_root() || !util::require_tool("cc") {
+    if !support::require_root() || !support::require_tool("cc") {
         return;
     }
-    let prog = util::compile_c("exec_thread", EXEC_THREAD_C);
+    let prog = compile_c("exec_thread", EXEC_THREAD_C);
     let mut tracer = Tracer::start(&[]);
     let child = Command::new(&prog.path)
         .stdin(Stdio::null())
@@ -280,7 +286,7 @@ fn exec_true_traced(tracer_args: &[&str], args: &[String]) -> (Event, u32) {
 /// A 100 KiB argv: cut at the default --argv-max 32K and flagged, whole with 256K.
 #[test]
 fn long_argv() {
-    if !util::require_root() {
+    if !support::require_root() {
         return;
     }
     // 1000 distinct arguments of 102 bytes each, ~100 KiB with their NULs.
@@ -331,10 +337,10 @@ fn long_argv() {
 /// pthread_setname_np in a thread: a rename event for that thread.
 #[test]
 fn thread_rename() {
-    if !util::require_root() || !util::require_tool("cc") {
+    if !support::require_root() || !support::require_tool("cc") {
         return;
     }
-    let prog = util::compile_c("renamer", RENAMER_C);
+    let prog = compile_c("renamer", RENAMER_C);
     let mut tracer = Tracer::start(&[]);
     let child = Command::new(&prog.path)
         .stdin(Stdio::null())
@@ -384,10 +390,10 @@ fn thread_rename() {
 /// A process in a new pid namespace: its ns_pid is 1 and its pidns is not ours.
 #[test]
 fn new_pid_namespace() {
-    if !util::require_root() || !util::require_tool("unshare") {
+    if !support::require_root() || !support::require_tool("unshare") {
         return;
     }
-    let own_pidns = util::ns_inode("pid");
+    let own_pidns = support::ns_inode("pid");
     let mut tracer = Tracer::start(&[]);
     let mut child = Command::new("unshare")
         .args(["--pid", "--fork", "sh", "-c", "exec sleep 1"])
@@ -426,7 +432,7 @@ fn new_pid_namespace() {
 /// The summary on SIGINT: lost 0, malformed 0, and counts per kind equal to the lines printed.
 #[test]
 fn summary_matches_events() {
-    if !util::require_root() {
+    if !support::require_root() {
         return;
     }
     let mut tracer = Tracer::start(&[]);
@@ -464,11 +470,11 @@ fn one_line(stderr: &[u8]) -> String {
 /// A ring buffer size that is not a power of two: a one-line error and a failure exit.
 #[test]
 fn bad_ringbuf_size_is_rejected() {
-    if !util::require_root() {
+    if !support::require_root() {
         return;
     }
-    let out = util::run(
-        Command::new(util::TRACER).args(["events", "--json", "--ringbuf-size", "1000"]),
+    let out = support::run(
+        Command::new(TRACER).args(["events", "--json", "--ringbuf-size", "1000"]),
         Duration::from_secs(20),
     );
     let err = one_line(&out.stderr);
@@ -485,18 +491,18 @@ fn bad_ringbuf_size_is_rejected() {
 /// Without root: --help works, `tracer events` fails with one line that mentions root.
 #[test]
 fn help_and_events_as_nobody() {
-    if !util::require_root() || !util::require_tool("setpriv") {
+    if !support::require_root() || !support::require_tool("setpriv") {
         return;
     }
     // A copy nobody can surely reach, whatever the permissions of the build directory.
-    let dir = util::TempDir::new("nobody");
+    let dir = TempDir::new("nobody");
     let bin = dir.path().join("tracer");
-    std::fs::copy(util::TRACER, &bin).expect("copy the tracer binary");
+    std::fs::copy(TRACER, &bin).expect("copy the tracer binary");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod tracer");
     let as_nobody = |args: &[&str]| {
-        util::run(
+        support::run(
             Command::new("setpriv")
                 .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
                 .arg(&bin)
@@ -529,13 +535,13 @@ fn help_and_events_as_nobody() {
 /// the window is small.
 #[test]
 fn sigint_right_after_attach() {
-    if !util::require_root() {
+    if !support::require_root() {
         return;
     }
     const ROUNDS: usize = 20;
     let mut failed = Vec::new();
     for round in 0..ROUNDS {
-        let mut child = Command::new(util::TRACER)
+        let mut child = Command::new(TRACER)
             .args(["events", "--json"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -557,7 +563,7 @@ fn sigint_right_after_attach() {
             let _ = stderr.read_to_string(&mut text);
             let _ = tx.send(text);
         });
-        let text = rx.recv_timeout(util::START_TIMEOUT + util::STOP_TIMEOUT);
+        let text = rx.recv_timeout(START_TIMEOUT + STOP_TIMEOUT);
         if text.is_err() {
             let _ = child.kill();
         }
@@ -565,7 +571,7 @@ fn sigint_right_after_attach() {
         let text =
             text.unwrap_or_else(|_| panic!("round {round}: tracer neither attached nor stopped in time ({status})"));
         assert!(text.contains("tracing"), "round {round}: tracer did not attach ({status}); stderr:\n{text}");
-        if !status.success() || util::Summary::parse(&text).is_none() {
+        if !status.success() || Summary::parse(&text).is_none() {
             failed.push(format!("    round {round}: ended with {status}; stderr: {text:?}"));
         }
     }
@@ -583,7 +589,7 @@ fn sigint_right_after_attach() {
 /// alone is no event.
 #[test]
 fn cgroup_move_is_an_event() {
-    if !util::require_root() {
+    if !support::require_root() {
         return;
     }
     let Some(cg) = TestCgroup::new("move") else { return };
@@ -595,7 +601,7 @@ fn cgroup_move_is_an_event() {
     let mut tracer = Tracer::start(&[]);
     let mut child = Command::new("sleep").arg("30").stdin(Stdio::null()).spawn().expect("spawn sleep 30");
     let pid = child.id();
-    tracer.wait_for(&format!("the exec of sleep as pid {pid}"), |evs| util::has_exec(evs, pid));
+    tracer.wait_for(&format!("the exec of sleep as pid {pid}"), |evs| has_exec(evs, pid));
     if let Some(v1) = &v1 {
         v1.enter(pid);
     }
@@ -626,7 +632,7 @@ fn cgroup_move_is_an_event() {
 /// sent again and the move shows it.
 #[test]
 fn pruned_cgroup_path_is_sent_again() {
-    if !util::require_root() {
+    if !support::require_root() {
         return;
     }
     let Some(cg) = TestCgroup::new("prune") else { return };
@@ -636,7 +642,7 @@ fn pruned_cgroup_path_is_sent_again() {
     for round in 0..2 {
         let mut child = Command::new("sleep").arg("30").stdin(Stdio::null()).spawn().expect("spawn sleep 30");
         let pid = child.id();
-        tracer.wait_for(&format!("the exec of sleep as pid {pid}"), |evs| util::has_exec(evs, pid));
+        tracer.wait_for(&format!("the exec of sleep as pid {pid}"), |evs| has_exec(evs, pid));
         cg.enter(pid);
         tracer.wait_for(&format!("the cgroup move of pid {pid}"), |evs| {
             evs.iter().any(|e| e.is("cgroup") && e.pid() == pid)

@@ -4,7 +4,7 @@
 //! events against what was spawned. Without root they skip, except under `CI=true`
 //! where they fail.
 
-mod util;
+mod support;
 
 mod containers;
 mod daemon;

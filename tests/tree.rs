@@ -22,7 +22,13 @@ use std::{
 
 use serde_json::Value;
 
-use crate::util::{self, TempDir};
+use crate::support::{
+    self, TempDir,
+    apache::{apache_conf, free_port},
+    cgroup::TestCgroup,
+    tracer::TRACER,
+    workload::compile_c,
+};
 use daemon::Daemon;
 use oracle::{
     Scope, assert_matches_proc, assert_matches_proc_within, proc_children, read_proc_task, read_stat, snap_find,
@@ -89,7 +95,7 @@ fn holder(prog: &Path, n: usize) -> Workload {
 /// On an idle machine the daemon's tree is /proc's.
 #[test]
 fn idle_tree_equals_proc() {
-    if !util::require_root() {
+    if !support::require_root() {
         return;
     }
     let _t = Timed::start("idle_tree_equals_proc");
@@ -104,11 +110,11 @@ fn idle_tree_equals_proc() {
 /// and exits) ends up with /proc's tree once they stopped.
 #[test]
 fn startup_during_churn_tree_equals_proc() {
-    if !util::require_root() || !util::require_tool("cc") {
+    if !support::require_root() || !support::require_tool("cc") {
         return;
     }
     let _t = Timed::start("startup_during_churn_tree_equals_proc");
-    let churn = util::compile_c("tree_churn", CHURN_C);
+    let churn = compile_c("tree_churn", CHURN_C);
     let mut procs = Workload::spawn("tree_churn procs", Command::new(&churn.path).args(["procs", "3000", "5", "1000"]));
     std::thread::sleep(Duration::from_millis(100));
     let d = Daemon::start(&[]);
@@ -127,12 +133,12 @@ fn startup_during_churn_tree_equals_proc() {
 /// afterwards the whole tree is /proc's, with nothing lost.
 #[test]
 fn churn_wraps_pids_and_tree_equals_proc() {
-    if !util::require_root() || !util::require_tool("cc") {
+    if !support::require_root() || !support::require_tool("cc") {
         return;
     }
     let _t = Timed::start("churn_wraps_pids_and_tree_equals_proc");
-    let churn = util::compile_c("tree_churn", CHURN_C);
-    let hold = util::compile_c("tree_holder", HOLDER_C);
+    let churn = compile_c("tree_churn", CHURN_C);
+    let hold = compile_c("tree_holder", HOLDER_C);
     let pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -193,7 +199,7 @@ fn churn_wraps_pids_and_tree_equals_proc() {
 /// Runs tree_orphan (`sub`: as a child subreaper) and checks the grandchild's
 /// reparenting: the event, the snapshot and /proc. Returns nothing; panics on a difference.
 fn orphan_case(sub: bool) {
-    let prog = util::compile_c("tree_orphan", ORPHAN_C);
+    let prog = compile_c("tree_orphan", ORPHAN_C);
     let d = Daemon::start(&[]);
     let subs = d.subscribe();
     let mode = if sub { "sub" } else { "nosub" };
@@ -255,7 +261,7 @@ fn orphan_case(sub: bool) {
 /// A subreaper (PR_SET_CHILD_SUBREAPER) gets its orphaned grandchild.
 #[test]
 fn orphan_goes_to_subreaper() {
-    if !util::require_root() || !util::require_tool("cc") {
+    if !support::require_root() || !support::require_tool("cc") {
         return;
     }
     let _t = Timed::start("orphan_goes_to_subreaper");
@@ -266,7 +272,7 @@ fn orphan_goes_to_subreaper() {
 /// (or the nearest subreaper above the test): as /proc says after the fact.
 #[test]
 fn orphan_goes_to_init() {
-    if !util::require_root() || !util::require_tool("cc") {
+    if !support::require_root() || !support::require_tool("cc") {
         return;
     }
     let _t = Timed::start("orphan_goes_to_init");
@@ -280,11 +286,11 @@ fn orphan_goes_to_init() {
 /// time, and becomes one thread named sleep with argv ["sleep","2"].
 #[test]
 fn exec_from_non_leader_thread() {
-    if !util::require_root() || !util::require_tool("cc") {
+    if !support::require_root() || !support::require_tool("cc") {
         return;
     }
     let _t = Timed::start("exec_from_non_leader_thread");
-    let prog = util::compile_c("tree_exec_thr", EXEC_THREAD_C);
+    let prog = compile_c("tree_exec_thr", EXEC_THREAD_C);
     let d = Daemon::start(&[]);
     let mut w = Workload::spawn("tree_exec_thr", &mut Command::new(&prog.path));
     let pid = w.pid();
@@ -324,11 +330,11 @@ fn exec_from_non_leader_thread() {
 /// tree with a walk, and afterwards the tree is /proc's again.
 #[test]
 fn loss_is_repaired() {
-    if !util::require_root() || !util::require_tool("cc") {
+    if !support::require_root() || !support::require_tool("cc") {
         return;
     }
     let _t = Timed::start("loss_is_repaired");
-    let churn = util::compile_c("tree_churn", CHURN_C);
+    let churn = compile_c("tree_churn", CHURN_C);
     let d = Daemon::start(&["--ringbuf-size", "4096"]);
     let subs = d.subscribe();
     let mut stats = d.stats();
@@ -434,11 +440,11 @@ fn proc_classifier() {
 /// stats or reads a link under /proc/PID (nor /proc/self's stat, status or task).
 #[test]
 fn daemon_never_reads_proc() {
-    if !util::require_root() || !util::require_tool("strace") || !util::require_tool("cc") {
+    if !support::require_root() || !support::require_tool("strace") || !support::require_tool("cc") {
         return;
     }
     let _t = Timed::start("daemon_never_reads_proc");
-    let hold = util::compile_c("tree_holder", HOLDER_C);
+    let hold = compile_c("tree_holder", HOLDER_C);
     let dir = TempDir::new("tree-strace");
     let trace = dir.path().join("strace.out");
     let trace_s = trace.display().to_string();
@@ -446,7 +452,8 @@ fn daemon_never_reads_proc() {
         ["strace", "-f", "-qq", "-e", "trace=openat,open,openat2,statx,newfstatat,readlink,readlinkat", "-o", &trace_s];
     let d = Daemon::start_wrapped(&wrapper, &[]);
     let mut h = holder(&hold.path, 3);
-    let sh = util::run(Command::new("sh").args(["-c", "for i in 1 2 3; do /bin/true; done; sleep 0.1"]), LINE_TIMEOUT);
+    let sh =
+        support::run(Command::new("sh").args(["-c", "for i in 1 2 3; do /bin/true; done; sleep 0.1"]), LINE_TIMEOUT);
     assert!(sh.status.success(), "sh workload: {}", sh.status);
     let p = poll(Duration::from_secs(5), || snap_find(&d.snapshot(Some(h.pid())), h.pid()).filter(|p| p.nlwp == 3));
     assert!(p.is_some(), "the holder (pid {}) with 3 threads is not in the daemon's tree", h.pid());
@@ -482,7 +489,7 @@ fn daemon_never_reads_proc() {
 /// peak and after, its subtree in the tracer is /proc's; once stopped it is gone.
 #[test]
 fn apache_httpd_subtree_equals_proc() {
-    if !util::require_root() || !util::require_tool("apache2") || !util::require_tool("ab") {
+    if !support::require_root() || !support::require_tool("apache2") || !support::require_tool("ab") {
         return;
     }
     let _t = Timed::start("apache_httpd_subtree_equals_proc");
@@ -495,9 +502,9 @@ fn apache_httpd_subtree_equals_proc() {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
     std::fs::set_permissions(docs.join("index.html"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let port = util::free_port();
+    let port = free_port();
     let conf = dir.path().join("httpd.conf");
-    std::fs::write(&conf, util::apache_conf(dir.path(), port)).expect("write httpd.conf");
+    std::fs::write(&conf, apache_conf(dir.path(), port)).expect("write httpd.conf");
     let error_log = || std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
 
     let d = Daemon::start(&[]);
@@ -590,7 +597,7 @@ fn proc_ns_pid(pid: u32) -> Option<u32> {
 
 /// Runs `tracer ARGS`, which must succeed; its stdout.
 fn tracer_out<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
-    let out = util::run(Command::new(util::TRACER).args(args), Duration::from_secs(60));
+    let out = support::run(Command::new(TRACER).args(args), Duration::from_secs(60));
     assert!(out.status.success(), "tracer {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -609,11 +616,11 @@ fn ps_row(text: &str, pid: u32) -> Option<Vec<String>> {
 /// alone. In-process and through the daemon alike.
 #[test]
 fn pid_namespace_and_own_cgroup_in_ps() {
-    if !util::require_root() || !util::require_tool("unshare") {
+    if !support::require_root() || !support::require_tool("unshare") {
         return;
     }
     let _t = Timed::start("pid_namespace_and_own_cgroup_in_ps");
-    let Some(cg) = util::TestCgroup::new("nspid") else { return };
+    let Some(cg) = TestCgroup::new("nspid") else { return };
     let name = cg.name.clone();
     let d = Daemon::start(&[]);
     // Inside: move into the cgroup, start a child (pid 2 inside), become `sleep` (pid 1).

@@ -12,7 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::util::{self, TRACER, TempDir};
+use crate::support::{
+    self, TempDir,
+    apache::{apache_conf, free_port},
+    tracer::TRACER,
+};
 
 /// How long the screen may take to come up (the start-up walk included).
 const UP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -42,7 +46,7 @@ impl Tmux {
         if std::env::var_os("TERM").is_none_or(|t| t.is_empty() || t == "dumb") {
             cmd.env("TERM", "xterm-256color");
         }
-        util::run(&mut cmd, Duration::from_secs(10))
+        support::run(&mut cmd, Duration::from_secs(10))
     }
 
     /// The visible screen, one string per line.
@@ -258,7 +262,7 @@ fn live_threads(rows: &[ScreenRow]) -> BTreeMap<u32, usize> {
 /// Without a terminal: one line on stderr, status 2, no escape codes.
 #[test]
 fn watch_without_a_terminal_exits_2() {
-    let out = util::run(Command::new(TRACER).args(["watch", "--standalone"]), Duration::from_secs(20));
+    let out = support::run(Command::new(TRACER).args(["watch", "--standalone"]), Duration::from_secs(20));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "tracer watch without a terminal: {}; stderr: {stderr}", out.status);
     assert_eq!(stderr, "tracer watch needs a terminal; use `tracer ps` or `tracer events`\n");
@@ -269,10 +273,10 @@ fn watch_without_a_terminal_exits_2() {
 /// children with /proc's thread counts; then `q` restores the terminal.
 #[test]
 fn watch_shows_httpd_under_load() {
-    if !util::require_root()
-        || !util::require_tool("tmux")
-        || !util::require_tool("apache2")
-        || !util::require_tool("ab")
+    if !support::require_root()
+        || !support::require_tool("tmux")
+        || !support::require_tool("apache2")
+        || !support::require_tool("ab")
     {
         return;
     }
@@ -287,9 +291,9 @@ fn watch_shows_httpd_under_load() {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
     }
-    let port = util::free_port();
+    let port = free_port();
     let conf = dir.path().join("httpd.conf");
-    std::fs::write(&conf, util::apache_conf(dir.path(), port)).expect("write httpd.conf");
+    std::fs::write(&conf, apache_conf(dir.path(), port)).expect("write httpd.conf");
     let error_log = || std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
 
     // The screen, in a shell that reports how it ended and the terminal modes after.

@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::util::{self, TempDir};
+use crate::support::{TempDir, tracer::TRACER};
 
 /// How long a daemon may take to say it serves, and to stop after SIGTERM.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -98,7 +98,7 @@ impl Daemon {
         let dir = TempDir::new("tree-daemon");
         let socket = dir.path().join("tracer.sock");
         let mut argv: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
-        argv.push(util::TRACER.to_string());
+        argv.push(TRACER.to_string());
         argv.extend(["daemon".to_string(), "--socket".to_string(), socket.display().to_string()]);
         argv.extend(extra.iter().map(|s| s.to_string()));
         let desc = argv.join(" ");
