@@ -18,8 +18,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    support::{self, TempDir, cgroup::cgroup2_mount, tracer::TRACER},
-    tree::daemon::Daemon,
+    support::{self, TempDir, cgroup::cgroup2_mount, daemon::Daemon, tracer::TRACER},
     watch::Tmux,
 };
 

@@ -12,13 +12,11 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{
-    support::{
-        self, TempDir,
-        tracer::TRACER,
-        workload::{CProgram, compile_c},
-    },
-    tree::daemon::Daemon,
+use crate::support::{
+    self, TempDir,
+    daemon::Daemon,
+    tracer::TRACER,
+    workload::{CProgram, compile_c},
 };
 
 /// One request on a fresh connection; the raw answer line.

@@ -7,7 +7,6 @@
 //! Each test starts its own daemon on a socket in a temporary directory and queries
 //! it over the socket from the test process.
 
-pub mod daemon;
 mod oracle;
 mod workload;
 
@@ -26,10 +25,10 @@ use crate::support::{
     self, TempDir,
     apache::{apache_conf, free_port},
     cgroup::TestCgroup,
+    daemon::Daemon,
     tracer::TRACER,
     workload::compile_c,
 };
-use daemon::Daemon;
 use oracle::{
     Scope, assert_matches_proc, assert_matches_proc_within, proc_children, read_proc_task, read_stat, snap_find,
 };

@@ -7,6 +7,7 @@
 
 pub mod apache;
 pub mod cgroup;
+pub mod daemon;
 pub mod event;
 pub mod tracer;
 pub mod workload;

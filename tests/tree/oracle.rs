@@ -26,7 +26,7 @@ use std::{
 
 use serde_json::Value;
 
-use super::daemon::Daemon;
+use crate::support::daemon::Daemon;
 
 #[cfg(test)]
 mod tests;

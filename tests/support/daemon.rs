@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::support::{TempDir, tracer::TRACER};
+use super::{TempDir, tracer::TRACER};
 
 /// How long a daemon may take to say it serves, and to stop after SIGTERM.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
