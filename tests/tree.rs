@@ -8,7 +8,6 @@
 //! it over the socket from the test process.
 
 mod oracle;
-mod workload;
 
 use std::{
     collections::BTreeSet,
@@ -27,12 +26,11 @@ use crate::support::{
     cgroup::TestCgroup,
     daemon::Daemon,
     tracer::TRACER,
-    workload::compile_c,
+    workload::{Workload, compile_c},
 };
 use oracle::{
     Scope, assert_matches_proc, assert_matches_proc_within, proc_children, read_proc_task, read_stat, snap_find,
 };
-use workload::Workload;
 
 const CHURN_C: &str = include_str!("workloads/tree_churn.c");
 const HOLDER_C: &str = include_str!("workloads/tree_holder.c");
