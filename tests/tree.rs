@@ -7,8 +7,6 @@
 //! Each test starts its own daemon on a socket in a temporary directory and queries
 //! it over the socket from the test process.
 
-mod oracle;
-
 use std::{
     collections::BTreeSet,
     io::Write,
@@ -25,11 +23,10 @@ use crate::support::{
     apache::{apache_conf, free_port},
     cgroup::TestCgroup,
     daemon::Daemon,
+    oracle::{self, Scope, assert_matches_proc, assert_matches_proc_within, snap_find},
+    procfs::{self, proc_children, read_proc_task, read_stat},
     tracer::TRACER,
     workload::{Workload, compile_c},
-};
-use oracle::{
-    Scope, assert_matches_proc, assert_matches_proc_within, proc_children, read_proc_task, read_stat, snap_find,
 };
 
 const CHURN_C: &str = include_str!("workloads/tree_churn.c");
@@ -559,7 +556,7 @@ fn apache_httpd_subtree_equals_proc() {
     assert_matches_proc(&d, Scope::Subtree(parent), "httpd after children retired");
 
     // Stop: SIGTERM to the parent, then the group.
-    let all_pids: BTreeSet<u32> = oracle::proc_subtree(&oracle::read_proc(), parent);
+    let all_pids: BTreeSet<u32> = procfs::proc_subtree(&procfs::read_proc(), parent);
     // SAFETY: kill with our child's pid and a valid signal.
     unsafe { libc::kill(parent as libc::pid_t, libc::SIGTERM) };
     let status = httpd.wait(Duration::from_secs(15));

@@ -9,6 +9,8 @@ pub mod apache;
 pub mod cgroup;
 pub mod daemon;
 pub mod event;
+pub mod oracle;
+pub mod procfs;
 pub mod tracer;
 pub mod workload;
 

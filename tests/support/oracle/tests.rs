@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::*;
+use crate::support::procfs::parse_stat;
 
 /// A snapshot process as the daemon renders it (the fields the oracle reads).
 fn snap_json(pid: u32, ppid: u32, start_ns: u64, comm: &str, argv: &[&str], tids: &[u32]) -> Value {

@@ -26,7 +26,10 @@ use std::{
 
 use serde_json::Value;
 
-use crate::support::daemon::Daemon;
+use super::{
+    daemon::Daemon,
+    procfs::{NS_PER_TICK, PF_EXITING, ProcTask, ProcThread, proc_subtree, read_proc},
+};
 
 #[cfg(test)]
 mod tests;
@@ -43,12 +46,6 @@ const MAX_RACING: usize = 50;
 /// Mismatch lines shown per attempt.
 const MAX_LINES: usize = 150;
 
-/// nanoseconds per /proc clock tick (USER_HZ is 100).
-const NS_PER_TICK: u64 = 10_000_000;
-/// task flags (/proc/PID/stat field 9).
-const PF_EXITING: u64 = 0x4;
-const PF_KTHREAD: u64 = 0x0020_0000;
-
 /// Which part of the tree to compare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -56,145 +53,6 @@ pub enum Scope {
     All,
     /// This process and its descendants (/proc's by ppid; the daemon's `filter.pid`).
     Subtree(u32),
-}
-
-/// One thread in /proc.
-#[derive(Clone, Debug)]
-pub struct ProcThread {
-    pub comm: String,
-    pub state: char,
-    pub start_tick: u64,
-}
-
-/// One process in /proc.
-#[derive(Clone, Debug)]
-pub struct ProcTask {
-    pub pid: u32,
-    pub ppid: u32,
-    pub comm: String,
-    pub state: char,
-    pub flags: u64,
-    pub start_tick: u64,
-    pub argv: Vec<String>,
-    pub threads: BTreeMap<u32, ProcThread>,
-}
-
-impl ProcTask {
-    pub fn kthread(&self) -> bool {
-        self.flags & PF_KTHREAD != 0
-    }
-
-    /// The whole thread group is dead, the process not reaped yet.
-    pub fn zombie(&self) -> bool {
-        matches!(self.state, 'Z' | 'X') && self.live_threads().next().is_none()
-    }
-
-    /// Threads that are not zombies (a leader that exited before the others stays
-    /// listed as a zombie while they run).
-    pub fn live_threads(&self) -> impl Iterator<Item = (&u32, &ProcThread)> {
-        self.threads.iter().filter(|(_, t)| !matches!(t.state, 'Z' | 'X'))
-    }
-}
-
-/// Fields of /proc/PID/stat (or task/TID/stat) we use.
-pub struct Stat {
-    pub comm: String,
-    pub state: char,
-    pub ppid: u32,
-    pub flags: u64,
-    pub start_tick: u64,
-}
-
-/// Parses a stat line: `pid (comm) S ppid ...`; comm may hold spaces and parens, so
-/// it ends at the last ')'.
-pub fn parse_stat(text: &str) -> Option<Stat> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_string();
-    let f: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
-    // f[0] is field 3 (state): field N is f[N - 3].
-    Some(Stat {
-        comm,
-        state: f.first()?.chars().next()?,
-        ppid: f.get(1)?.parse().ok()?,
-        flags: f.get(6)?.parse().ok()?,
-        start_tick: f.get(19)?.parse().ok()?,
-    })
-}
-
-pub fn read_stat(path: &str) -> Option<Stat> {
-    let bytes = std::fs::read(path).ok()?;
-    parse_stat(&String::from_utf8_lossy(&bytes))
-}
-
-/// /proc/PID/cmdline split on NUL (empty for kernel threads and exiting processes).
-pub fn read_cmdline(pid: u32) -> Vec<String> {
-    let Ok(bytes) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return Vec::new() };
-    let bytes = bytes.strip_suffix(b"\0").unwrap_or(&bytes);
-    if bytes.is_empty() {
-        return Vec::new();
-    }
-    bytes.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
-}
-
-fn numeric_entries(dir: &str) -> Vec<u32> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut v: Vec<u32> = rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
-    v.sort_unstable();
-    v
-}
-
-/// One process from /proc, if it is still there.
-pub fn read_proc_task(pid: u32) -> Option<ProcTask> {
-    let st = read_stat(&format!("/proc/{pid}/stat"))?;
-    let argv = read_cmdline(pid);
-    let mut threads = BTreeMap::new();
-    for tid in numeric_entries(&format!("/proc/{pid}/task")) {
-        if let Some(t) = read_stat(&format!("/proc/{pid}/task/{tid}/stat")) {
-            threads.insert(tid, ProcThread { comm: t.comm, state: t.state, start_tick: t.start_tick });
-        }
-    }
-    Some(ProcTask {
-        pid,
-        ppid: st.ppid,
-        comm: st.comm,
-        state: st.state,
-        flags: st.flags,
-        start_tick: st.start_tick,
-        argv,
-        threads,
-    })
-}
-
-/// Every process in /proc.
-pub fn read_proc() -> BTreeMap<u32, ProcTask> {
-    numeric_entries("/proc").into_iter().filter_map(|pid| Some((pid, read_proc_task(pid)?))).collect()
-}
-
-/// `root` and its descendants in `all` (by ppid).
-pub fn proc_subtree(all: &BTreeMap<u32, ProcTask>, root: u32) -> BTreeSet<u32> {
-    let mut kids: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for p in all.values() {
-        kids.entry(p.ppid).or_default().push(p.pid);
-    }
-    let mut out = BTreeSet::new();
-    let mut stack = vec![root];
-    while let Some(p) = stack.pop() {
-        if all.contains_key(&p) && out.insert(p) {
-            stack.extend(kids.get(&p).into_iter().flatten().copied());
-        }
-    }
-    out
-}
-
-/// The children of `pid` in /proc.
-pub fn proc_children(pid: u32) -> Vec<u32> {
-    let mut v: Vec<u32> = numeric_entries("/proc")
-        .into_iter()
-        .filter(|&p| read_stat(&format!("/proc/{p}/stat")).is_some_and(|s| s.ppid == pid))
-        .collect();
-    v.sort_unstable();
-    v
 }
 
 /// One thread in a snapshot.
