@@ -17,10 +17,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{
-    support::{self, TempDir, cgroup::cgroup2_mount, daemon::Daemon, tracer::TRACER},
-    watch::Tmux,
-};
+use crate::support::{self, TempDir, cgroup::cgroup2_mount, daemon::Daemon, tmux::Tmux, tracer::TRACER};
 
 /// How long the daemon's view may take to agree with the oracle (containers starting,
 /// Apache children spawning their threads, exec'd processes joining).

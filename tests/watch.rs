@@ -7,200 +7,21 @@ use std::{
     collections::BTreeMap,
     io::Write,
     net::TcpStream,
-    os::unix::process::CommandExt,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use crate::support::{
     self, TempDir,
     apache::{apache_conf, free_port},
+    procfs::proc_threads,
+    tmux::Tmux,
     tracer::TRACER,
+    workload::Group,
 };
 
 /// How long the screen may take to come up (the start-up walk included).
 const UP_TIMEOUT: Duration = Duration::from_secs(20);
-
-// ---------------------------------------------------------------------------------------
-// tmux
-
-/// A tmux server of its own (`-L`) with one detached session; killed on drop.
-pub(crate) struct Tmux {
-    socket: String,
-    session: String,
-}
-
-impl Tmux {
-    /// Starts `cmd` (a shell command line) in a detached `w`x`h` session.
-    pub(crate) fn start(name: &str, w: u16, h: u16, cmd: &str) -> Tmux {
-        let t = Tmux { socket: format!("tracer-it-{name}-{}", std::process::id()), session: name.to_string() };
-        let (w, h) = (w.to_string(), h.to_string());
-        let out = t.run(&["new-session", "-d", "-x", &w, "-y", &h, "-s", name, cmd]);
-        assert!(out.status.success(), "tmux new-session failed: {}", String::from_utf8_lossy(&out.stderr));
-        t
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = Command::new("tmux");
-        cmd.arg("-L").arg(&self.socket).args(args);
-        if std::env::var_os("TERM").is_none_or(|t| t.is_empty() || t == "dumb") {
-            cmd.env("TERM", "xterm-256color");
-        }
-        support::run(&mut cmd, Duration::from_secs(10))
-    }
-
-    /// The visible screen, one string per line.
-    pub(crate) fn capture(&self) -> String {
-        let out = self.run(&["capture-pane", "-p", "-t", &self.session]);
-        assert!(out.status.success(), "tmux capture-pane failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// A tmux format of the pane, e.g. `#{alternate_on}`.
-    fn display(&self, format: &str) -> String {
-        let out = self.run(&["display-message", "-p", "-t", &self.session, format]);
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    /// Sends keys by tmux name (`Enter`, `Escape`, `/`).
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", &self.session];
-        args.extend_from_slice(keys);
-        let out = self.run(&args);
-        assert!(out.status.success(), "tmux send-keys failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// Types `text`, one key a character (so that no tmux command line holds the
-    /// text whole, for the filter to find).
-    fn type_text(&self, text: &str) {
-        let keys: Vec<String> = text.chars().map(String::from).collect();
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        self.keys(&keys);
-    }
-
-    /// Waits until the screen satisfies `cond`; returns the last screen and whether it did.
-    pub(crate) fn wait_screen(&self, timeout: Duration, mut cond: impl FnMut(&str) -> bool) -> (String, bool) {
-        let until = Instant::now() + timeout;
-        loop {
-            let s = self.capture();
-            if cond(&s) {
-                return (s, true);
-            }
-            if Instant::now() >= until {
-                return (s, false);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .arg("kill-server")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Apache httpd and ab
-
-/// A process group (`setsid`), sent SIGTERM then SIGKILL on drop.
-struct Group {
-    child: Child,
-    name: &'static str,
-}
-
-impl Group {
-    /// Spawns `cmd` as the leader of a new process group.
-    fn spawn(name: &'static str, cmd: &mut Command) -> Group {
-        Group::spawn_as(name, cmd.process_group(0))
-    }
-
-    /// Spawns `cmd`, which makes its own group (`setsid PROG`: setsid(1) execs in
-    /// place only when it does not lead a group already).
-    fn spawn_as(name: &'static str, cmd: &mut Command) -> Group {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
-        Group { child, name }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stop(&mut self) {
-        let pgid = self.child.id() as libc::pid_t;
-        if let Ok(Some(_)) = self.child.try_wait() {
-            // The leader is gone; anything left in its group still goes.
-            // SAFETY: kill with a process group id we created and a valid signal.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            return;
-        }
-        // SAFETY: as above.
-        unsafe { libc::kill(-pgid, libc::SIGTERM) };
-        let until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                // SAFETY: as above.
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("{} (pid {pgid}) ignored SIGTERM for 10 s: killing its group", self.name);
-        // SAFETY: as above.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// /proc and the screen
-
-/// The field after `) ` in /proc/PID/stat, by its number (3: state, 4: ppid).
-fn stat_field(pid: u32, n: usize) -> Option<String> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split_whitespace().nth(n - 3).map(str::to_string)
-}
-
-/// Live children of `parent` (zombies left out) and the parent, with their thread counts.
-fn proc_threads(parent: u32) -> BTreeMap<u32, usize> {
-    let tasks = |pid: u32| std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).ok();
-    let mut m = BTreeMap::new();
-    if let Some(n) = tasks(parent) {
-        m.insert(parent, n);
-    }
-    for e in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        if stat_field(pid, 4).and_then(|p| p.parse::<u32>().ok()) != Some(parent) {
-            continue;
-        }
-        if stat_field(pid, 3).as_deref() == Some("Z") {
-            continue;
-        }
-        if let Some(n) = tasks(pid) {
-            m.insert(pid, n);
-        }
-    }
-    m
-}
 
 /// A process row of the screen.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod event;
 pub mod oracle;
 pub mod procfs;
+pub mod tmux;
 pub mod tracer;
 pub mod workload;
 

@@ -148,3 +148,32 @@ pub fn proc_children(pid: u32) -> Vec<u32> {
     v.sort_unstable();
     v
 }
+
+/// The field after `) ` in /proc/PID/stat, by its number (3: state, 4: ppid).
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split_whitespace().nth(n - 3).map(str::to_string)
+}
+
+/// Live children of `parent` (zombies left out) and the parent, with their thread counts.
+pub fn proc_threads(parent: u32) -> BTreeMap<u32, usize> {
+    let tasks = |pid: u32| std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).ok();
+    let mut m = BTreeMap::new();
+    if let Some(n) = tasks(parent) {
+        m.insert(parent, n);
+    }
+    for e in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if stat_field(pid, 4).and_then(|p| p.parse::<u32>().ok()) != Some(parent) {
+            continue;
+        }
+        if stat_field(pid, 3).as_deref() == Some("Z") {
+            continue;
+        }
+        if let Some(n) = tasks(pid) {
+            m.insert(pid, n);
+        }
+    }
+    m
+}

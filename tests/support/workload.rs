@@ -1,9 +1,10 @@
 //! Workloads: a process started by a test, its stdout read line by line with timeouts,
-//! its stdin held open (so it can be told to go on or to end), killed on drop; and small
-//! C programs built for a test.
+//! its stdin held open (so it can be told to go on or to end), killed on drop; a process
+//! group, stopped as a group; and small C programs built for a test.
 
 use std::{
     io::{BufRead, BufReader, Write},
+    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, ChildStdin, Command, ExitStatus, Stdio},
     sync::mpsc,
@@ -31,7 +32,6 @@ impl Workload {
 
     /// Like [`Workload::spawn`], as the leader of a new process group, killed as a group.
     pub fn spawn_group(name: &str, cmd: &mut Command) -> Workload {
-        use std::os::unix::process::CommandExt;
         Workload::spawn_inner(name, cmd.process_group(0), true)
     }
 
@@ -144,6 +144,66 @@ impl Drop for Workload {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+    }
+}
+
+/// A process group (`setsid`), sent SIGTERM then SIGKILL on drop.
+pub struct Group {
+    child: Child,
+    name: &'static str,
+}
+
+impl Group {
+    /// Spawns `cmd` as the leader of a new process group.
+    pub fn spawn(name: &'static str, cmd: &mut Command) -> Group {
+        Group::spawn_as(name, cmd.process_group(0))
+    }
+
+    /// Spawns `cmd`, which makes its own group (`setsid PROG`: setsid(1) execs in
+    /// place only when it does not lead a group already).
+    pub fn spawn_as(name: &'static str, cmd: &mut Command) -> Group {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        Group { child, name }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stop(&mut self) {
+        let pgid = self.child.id() as libc::pid_t;
+        if let Ok(Some(_)) = self.child.try_wait() {
+            // The leader is gone; anything left in its group still goes.
+            // SAFETY: kill with a process group id we created and a valid signal.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            return;
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                // SAFETY: as above.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{} (pid {pgid}) ignored SIGTERM for 10 s: killing its group", self.name);
+        // SAFETY: as above.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
