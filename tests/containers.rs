@@ -9,15 +9,24 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
-use crate::support::{self, TempDir, cgroup::cgroup2_mount, daemon::Daemon, tmux::Tmux, tracer::TRACER};
+use crate::support::{
+    self,
+    cgroup::container_cgroup_id,
+    daemon::Daemon,
+    docker::{APACHE_IMAGE, BUSYBOX_IMAGE, Dockerd, apache_image, busybox_image, docker_cgroups},
+    procfs::{ProcInfo, proc_oracle, proc_pids_in, show_oracle, task_children},
+    rootfs::apache_rootfs_tar,
+    runc::RuncContainer,
+    tmux::Tmux,
+    tracer::{StoryWatch, TRACER},
+};
 
 /// How long the daemon's view may take to agree with the oracle (containers starting,
 /// Apache children spawning their threads, exec'd processes joining).
@@ -28,111 +37,8 @@ const GONE_TIMEOUT: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------------------
 // Container stories (`tracer events --containers --json`)
 
-/// `tracer events --containers --json` running beside a test; its stories are read
-/// from the file its stdout goes to.
-struct StoryWatch {
-    child: Option<Child>,
-    dir: TempDir,
-}
-
 /// The causal order of a start's stages: each one's time is at or after the previous.
 const STAGE_ORDER: &[&str] = &["shim", "create", "init", "namespaces", "start", "entrypoint"];
-
-impl StoryWatch {
-    /// Starts it with `args` (`--socket S` through a daemon, or `--standalone`) and
-    /// waits until it traces.
-    fn start(args: &[&str]) -> StoryWatch {
-        StoryWatch::events(&[&["--containers"], args].concat())
-    }
-
-    /// `tracer events --json ARGS` (plain events, or stories with `--containers`).
-    fn events(args: &[&str]) -> StoryWatch {
-        let dir = TempDir::new("stories");
-        let child = Command::new(TRACER)
-            .args(["events", "--json"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.path().join("out")).expect("stories file"))
-            .stderr(std::fs::File::create(dir.path().join("err")).expect("stderr file"))
-            .spawn()
-            .expect("start tracer events --containers");
-        let w = StoryWatch { child: Some(child), dir };
-        let t = Instant::now();
-        while !w.stderr().contains("tracing") {
-            assert!(t.elapsed() < Duration::from_secs(30), "tracer events --containers did not start: {}", w.stderr());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        w
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("err")).unwrap_or_default()
-    }
-
-    fn stories(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.dir.path().join("out")).unwrap_or_default();
-        text.lines()
-            .filter(|l| l.ends_with('}'))
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("story line is not JSON ({e}): {l}")))
-            .collect()
-    }
-
-    /// The story of `kind` about container `id`, waiting for it.
-    fn wait_for(&self, kind: &str, id: &str, what: &str) -> Value {
-        let t = Instant::now();
-        loop {
-            let all = self.stories();
-            if let Some(s) = all.iter().find(|s| s["kind"] == kind && s["container"]["id"] == id) {
-                return s.clone();
-            }
-            assert!(
-                t.elapsed() < SETTLE_TIMEOUT,
-                "no {kind} story for {what} ({id}) after {SETTLE_TIMEOUT:?}; stories:\n{}\nstderr: {}",
-                all.iter().map(Value::to_string).collect::<Vec<_>>().join("\n"),
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// SIGINT, then its exit; its stderr (the summary).
-    fn stop(mut self) -> String {
-        let mut child = self.child.take().expect("running");
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        let t = Instant::now();
-        let status = loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                break st;
-            }
-            if t.elapsed() > Duration::from_secs(20) {
-                let _ = child.kill();
-                panic!("tracer events --containers did not end on SIGINT: {}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert!(status.success(), "tracer events --containers ended with {status}: {}", self.stderr());
-        self.stderr()
-    }
-}
-
-impl Drop for StoryWatch {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// The children of `pid`, from /proc (the oracle).
-fn proc_children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
 
 /// What is wrong with a start story, given the container's runtime, id, pid 1 on the
 /// host (the oracle's) and the stages it must have.
@@ -179,18 +85,6 @@ fn start_story_problems(s: &Value, runtime: &str, init_pid: u32, stages: &[&str]
     }
     p
 }
-
-/// The id of container `id`'s cgroup on the v2 hierarchy: its directory's inode,
-/// wherever the runtime put it (`/docker/<id>`, `/<id>`).
-fn container_cgroup_id(id: &str) -> Option<u64> {
-    let root = cgroup2_mount()?;
-    [root.join("docker").join(id), root.join(id)]
-        .iter()
-        .filter_map(|d| std::fs::metadata(d).ok())
-        .find(|m| m.is_dir())
-        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-}
-
 /// `tracer events --container` output: the execs `want` (pid, file name) are there,
 /// and every event is in the container's cgroup (the oracle: its directory's inode).
 fn check_container_events(w: &StoryWatch, id: &str, want: &[(u32, &str)]) {
@@ -223,535 +117,8 @@ fn exit_code_of(story: &Value) -> Option<u64> {
     let raw = story["status"]["raw"].as_u64()?;
     Some(if raw & 0x7f != 0 { 128 + (raw & 0x7f) } else { (raw >> 8) & 0xff })
 }
-
-// ---------------------------------------------------------------------------------------
-// dockerd
-
-/// A dockerd of the test's own, stopped (with its containers) by [`Dockerd::stop`] or on drop.
-struct Dockerd {
-    child: Option<Child>,
-    sock: String,
-    dir: TempDir,
-    exec_root: String,
-    /// Docker's parent cgroups that did not exist before it started: removed after.
-    new_cgroups: Vec<PathBuf>,
-}
-
-/// The `docker` parent cgroup in every hierarchy (v1 controllers and v2).
-fn docker_cgroups() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> =
-        std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path().join("docker")).collect();
-    v.push("/sys/fs/cgroup/docker".into());
-    v
-}
-
-impl Dockerd {
-    fn start() -> Dockerd {
-        let dir = TempDir::new("dockerd");
-        let root = dir.path();
-        let sock = format!("unix://{}/docker.sock", root.display());
-        let exec_root = format!("/run/tracer-it-docker-{}", std::process::id());
-        let new_cgroups = docker_cgroups().into_iter().filter(|p| !p.exists()).collect();
-        let child = Command::new("dockerd")
-            .args(["--data-root", &root.join("data").display().to_string()])
-            .args(["--exec-root", &exec_root, "-H", &sock])
-            .args(["--pidfile", &root.join("docker.pid").display().to_string()])
-            .args(["--iptables=false", "--ip-masq=false", "--ip-forward=false", "--bridge=none"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(root.join("dockerd.log")).expect("log file"))
-            .spawn()
-            .expect("start dockerd");
-        let d = Dockerd { child: Some(child), sock, dir, exec_root, new_cgroups };
-        let t = Instant::now();
-        while !d.docker(&["version"]).status.success() {
-            assert!(t.elapsed() < Duration::from_secs(30), "dockerd did not come up: {}", d.log());
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        d
-    }
-
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        support::run(Command::new("docker").env("DOCKER_HOST", &self.sock).args(args), Duration::from_secs(120))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed ({}): {}\ndockerd log (tail):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            tail(&self.log(), 30)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
-    }
-
-    fn data_root(&self) -> String {
-        self.dir.path().join("data").display().to_string()
-    }
-
-    /// Removes every container, stops dockerd (and the containerd it started) and removes
-    /// the parent cgroups it made. Returns what was left behind (empty when clean).
-    fn shutdown(&mut self) -> Vec<String> {
-        let Some(mut child) = self.child.take() else { return Vec::new() };
-        let ids = self.docker(&["ps", "-aq", "--no-trunc"]);
-        let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout).split_whitespace().map(str::to_string).collect();
-        for id in &ids {
-            let _ = self.docker(&["rm", "-f", id]);
-        }
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(20) && !matches!(child.try_wait(), Ok(Some(_))) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let mut left = Vec::new();
-        if !matches!(child.try_wait(), Ok(Some(_))) {
-            left.push(format!("dockerd (pid {}) did not end within 20 s of SIGTERM", child.id()));
-            let _ = child.kill();
-        }
-        let _ = child.wait();
-        // containerd and its shims, started by dockerd, name the exec root.
-        let t = Instant::now();
-        let mut stray = processes_naming(&self.exec_root);
-        while !stray.is_empty() && t.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(200));
-            stray = processes_naming(&self.exec_root);
-        }
-        for (pid, cmd) in stray {
-            left.push(format!("process {pid} of this dockerd still runs: {cmd}"));
-            // SAFETY: a process of our own dockerd.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-        // Leave no cgroups or state behind.
-        for id in &ids {
-            for p in docker_cgroups() {
-                let p = p.join(id);
-                if p.exists() && std::fs::remove_dir(&p).is_ok() {
-                    left.push(format!("cgroup {} was left behind (removed now)", p.display()));
-                }
-            }
-        }
-        for p in &self.new_cgroups {
-            // Another dockerd (not ours) may use it meanwhile: then it has child cgroups
-            // and stays.
-            if p.exists() && std::fs::remove_dir(p).is_err() && subdirs(p).is_empty() {
-                left.push(format!("cannot remove docker's parent cgroup {}", p.display()));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.exec_root);
-        left
-    }
-
-    /// [`Dockerd::shutdown`], asserting that nothing was left behind.
-    fn stop(mut self) {
-        let left = self.shutdown();
-        assert!(left.is_empty(), "stopping dockerd left things behind:\n{}", left.join("\n"));
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let _ = self.shutdown();
-    }
-}
-
-/// Subdirectories of a directory (child cgroups of a cgroup).
-fn subdirs(p: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(p).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
-}
-
-/// Processes whose command line contains `needle`: (pid, command line).
-fn processes_naming(needle: &str) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(needle) {
-            out.push((pid, cmd.trim().to_string()));
-        }
-    }
-    out
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let v: Vec<&str> = text.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
-}
-
-// ---------------------------------------------------------------------------------------
-// Images
-
-/// A busybox root filesystem (the host's static busybox and a few applets) in `dir`.
-fn busybox_rootfs(dir: &Path) {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy("/bin/busybox", bin.join("busybox")).expect("copy /bin/busybox (package busybox-static)");
-    for applet in ["sh", "sleep", "httpd", "cat", "ls"] {
-        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
-    }
-}
-
-/// A busybox image, imported (no registry is reachable).
-fn busybox_image(d: &Dockerd) {
-    let dir = TempDir::new("busybox-rootfs");
-    busybox_rootfs(dir.path());
-    let tar = dir.path().join("rootfs.tar");
-    let st =
-        Command::new("tar").args(["-C", &dir.path().display().to_string(), "-cf"]).arg(&tar).args(["bin"]).status();
-    assert!(st.is_ok_and(|s| s.success()), "tar of the rootfs failed");
-    d.ok(&["import", "-c", "CMD [\"/bin/sleep\",\"300\"]", &tar.display().to_string(), BUSYBOX_IMAGE]);
-}
-
-const BUSYBOX_IMAGE: &str = "tracer-it-busybox:1";
-const APACHE_IMAGE: &str = "tracer-it-apache:1";
-
-/// The Apache image from the cached rootfs tarball: Debian's apache2 run as pid 1 in the
-/// foreground, with the environment `apache2ctl` would give it (mpm_event, two children
-/// of 25 worker threads, workers as www-data).
-fn apache_image(d: &Dockerd, tar: &Path) {
-    d.ok(&[
-        "import",
-        "-c",
-        "ENV APACHE_RUN_USER=www-data APACHE_RUN_GROUP=www-data APACHE_PID_FILE=/run/apache2/apache2.pid \
-         APACHE_RUN_DIR=/run/apache2 APACHE_LOCK_DIR=/run/lock/apache2 APACHE_LOG_DIR=/var/log/apache2 LANG=C",
-        "-c",
-        "CMD [\"/usr/sbin/apache2\",\"-DFOREGROUND\"]",
-        &tar.display().to_string(),
-        APACHE_IMAGE,
-    ]);
-}
-
-/// The Debian suite of the Apache image.
-const SUITE: &str = "bookworm";
-/// Everything that decides the Apache rootfs' content: its hash names the cached
-/// tarball, so changing the recipe (here and in [`build_apache_rootfs`]) rebuilds it.
-const APACHE_RECIPE: &str = "r1: debootstrap --variant=minbase bookworm; apt-get install -y --no-install-recommends \
-                             apache2; apt-get clean; empty /var/lib/apt/lists; mkdir /run/apache2 /run/lock/apache2; \
-                             ServerName localhost; tar --numeric-owner -C ROOT .";
-/// A complete tarball is well over this (about 230 MB); smaller is a broken file.
-const APACHE_TAR_MIN_BYTES: u64 = 50 << 20;
-
-/// Where built images are kept between runs: `$TRACER_TEST_CACHE`, else
-/// /var/cache/tracer-tests.
-fn cache_dir() -> PathBuf {
-    std::env::var_os("TRACER_TEST_CACHE").map_or_else(|| PathBuf::from("/var/cache/tracer-tests"), PathBuf::from)
-}
-
-/// FNV-1a: a hash that is the same on every build and machine.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-/// The Apache rootfs tarball: from the cache, else built (debootstrap and apt-get from the
-/// host's Debian mirror, ~30 s) and kept there. Written under a temporary name and
-/// renamed, so a tarball under the final name is complete. Err says why it cannot be had.
-fn apache_rootfs_tar() -> Result<PathBuf, String> {
-    let dir = cache_dir();
-    let path = dir.join(format!("apache2-{SUITE}-{:016x}.tar", fnv1a(APACHE_RECIPE)));
-    let usable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() >= APACHE_TAR_MIN_BYTES);
-    if usable(&path) {
-        return Ok(path);
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create the cache dir {}: {e}", dir.display()))?;
-    // One builder at a time; a second run waits and then takes the first's tarball.
-    let _lock = CacheLock::take(&dir)?;
-    if usable(&path) {
-        return Ok(path);
-    }
-    remove_stale_builds(&dir);
-    for tool in ["debootstrap", "chroot", "tar"] {
-        if support::which(tool).is_none() {
-            return Err(format!("`{tool}` is not on PATH (package debootstrap; `cargo xtask setup` installs it)"));
-        }
-    }
-    let t = Instant::now();
-    build_apache_rootfs(&dir, &path)?;
-    eprintln!("built the Apache rootfs {} in {:.0?}", path.display(), t.elapsed());
-    Ok(path)
-}
-
-/// An exclusive lock on the cache directory, released on drop.
-struct CacheLock {
-    _file: std::fs::File,
-}
-
-impl CacheLock {
-    fn take(dir: &Path) -> Result<CacheLock, String> {
-        use std::os::fd::AsRawFd;
-        let path = dir.join(".lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o644)
-            .open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let t = Instant::now();
-        // SAFETY: flock on a descriptor we own.
-        while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            if t.elapsed() > Duration::from_secs(600) {
-                return Err(format!("{} stayed locked by another build for 10 minutes", path.display()));
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        Ok(CacheLock { _file: f })
-    }
-}
-
-/// Removes build dirs and temporary tarballs of runs that died (their pid is gone).
-fn remove_stale_builds(dir: &Path) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let pid = name.strip_prefix("build-").or_else(|| name.rsplit_once(".tmp-").map(|(_, p)| p));
-        let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if Path::new(&format!("/proc/{pid}")).exists() && pid != std::process::id() {
-            continue;
-        }
-        if e.path().is_dir() {
-            drop(BuildDir { path: e.path() });
-        } else {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
-/// A build directory, removed on drop after unmounting anything left mounted in it (a
-/// failed debootstrap may leave its /proc and /sys mounts).
-struct BuildDir {
-    path: PathBuf,
-}
-
-impl Drop for BuildDir {
-    fn drop(&mut self) {
-        let prefix = format!("{}/", self.path.display());
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut mounts: Vec<&str> =
-            mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)).collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let Ok(c) = std::ffi::CString::new(m) else { continue };
-            // SAFETY: a valid C string; detaching a mount under our own build dir.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
-        let still = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        if still.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| m.starts_with(&prefix)) {
-            eprintln!("not removing {}: something is still mounted under it", self.path.display());
-            return;
-        }
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// The Debian mirror: `$TRACER_TEST_DEBIAN_MIRROR`, else the host's apt source that
-/// serves the suite (one-line or deb822 format), else deb.debian.org.
-/// Returns it and where it came from.
-fn debian_mirror() -> (String, &'static str) {
-    if let Ok(m) = std::env::var("TRACER_TEST_DEBIAN_MIRROR") {
-        return (m, "$TRACER_TEST_DEBIAN_MIRROR");
-    }
-    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
-    let mut more: Vec<PathBuf> = std::fs::read_dir("/etc/apt/sources.list.d")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "list" || x == "sources"))
-        .collect();
-    more.sort();
-    files.extend(more);
-    let mut found: Vec<String> = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap_or_default();
-        if f.extension().is_some_and(|x| x == "sources") {
-            for para in text.split("\n\n") {
-                let field = |name: &str| {
-                    para.lines()
-                        .filter(|l| !l.trim_start().starts_with('#'))
-                        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
-                        .map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-                        .unwrap_or_default()
-                };
-                if field("Types").iter().any(|t| t == "deb")
-                    && field("Suites").iter().any(|s| s == SUITE)
-                    && !field("Enabled").iter().any(|e| e == "no")
-                {
-                    found.extend(field("URIs"));
-                }
-            }
-        } else {
-            for l in text.lines() {
-                let mut w = l.split_whitespace().filter(|w| !w.starts_with('['));
-                if w.next() == Some("deb")
-                    && let (Some(uri), Some(suite)) = (w.next(), w.next())
-                    && suite == SUITE
-                {
-                    found.push(uri.to_string());
-                }
-            }
-        }
-    }
-    // Plain http needs no certificates inside the new rootfs.
-    found.sort_by_key(|u| !u.starts_with("http://"));
-    match found.into_iter().next() {
-        Some(m) => (m, "the host's apt sources"),
-        None => ("http://deb.debian.org/debian".to_string(), "the default: no apt source of the host serves it"),
-    }
-}
-
-/// Runs one build step, Err with its output's tail when it fails.
-fn step(what: &str, cmd: &mut Command, timeout: Duration) -> Result<(), String> {
-    let out = support::run(cmd, timeout);
-    if out.status.success() {
-        return Ok(());
-    }
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    Err(format!("{what} failed ({}); output (tail):\n{}", out.status, tail(&text, 30)))
-}
-
-fn build_apache_rootfs(dir: &Path, tar: &Path) -> Result<(), String> {
-    let pid = std::process::id();
-    let work = BuildDir { path: dir.join(format!("build-{pid}")) };
-    let root = work.path.join("rootfs");
-    std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
-    let (mirror, origin) = debian_mirror();
-    let path_env = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-    step(
-        &format!("debootstrap --variant=minbase {SUITE} from {mirror} (from {origin})"),
-        Command::new("debootstrap").env("PATH", path_env).args(["--variant=minbase", SUITE]).arg(&root).arg(&mirror),
-        Duration::from_secs(600),
-    )?;
-    // No service starts inside the chroot.
-    let policy = root.join("usr/sbin/policy-rc.d");
-    std::fs::write(&policy, "#!/bin/sh\nexit 101\n").map_err(|e| format!("policy-rc.d: {e}"))?;
-    std::fs::set_permissions(&policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .map_err(|e| format!("policy-rc.d: {e}"))?;
-    let chroot = |args: &[&str]| {
-        let mut c = Command::new("chroot");
-        c.env_clear().env("PATH", path_env).env("DEBIAN_FRONTEND", "noninteractive").env("LANG", "C");
-        c.arg(&root).args(args);
-        c
-    };
-    step(
-        &format!("apt-get update in the chroot (mirror {mirror})"),
-        &mut chroot(&["apt-get", "update"]),
-        Duration::from_secs(300),
-    )?;
-    step(
-        &format!("apt-get install apache2 in the chroot (mirror {mirror})"),
-        &mut chroot(&["apt-get", "install", "-y", "--no-install-recommends", "apache2"]),
-        Duration::from_secs(600),
-    )?;
-    step("apt-get clean in the chroot", &mut chroot(&["apt-get", "clean"]), Duration::from_secs(60))?;
-    let _ = std::fs::remove_file(&policy);
-    for e in std::fs::read_dir(root.join("var/lib/apt/lists")).into_iter().flatten().flatten() {
-        if e.path().is_file() {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-    for d in ["run/apache2", "run/lock/apache2"] {
-        std::fs::create_dir_all(root.join(d)).map_err(|e| format!("mkdir {d}: {e}"))?;
-    }
-    std::fs::write(root.join("etc/apache2/conf-enabled/tracer-it.conf"), "ServerName localhost\n")
-        .map_err(|e| format!("ServerName: {e}"))?;
-    // What the test relies on.
-    for f in ["usr/sbin/apache2", "etc/apache2/apache2.conf", "etc/apache2/mods-enabled/mpm_event.load", "bin/sleep"] {
-        if !root.join(f).exists() {
-            return Err(format!("the built rootfs has no /{f}"));
-        }
-    }
-    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
-    if !passwd.lines().any(|l| l.starts_with("www-data:x:33:33:")) {
-        return Err(format!("the built rootfs has no www-data user of uid 33:\n{passwd}"));
-    }
-    let tmp = tar.with_extension(format!("tar.tmp-{pid}"));
-    let r = step(
-        "tar of the Apache rootfs",
-        Command::new("tar").arg("--numeric-owner").arg("-C").arg(&root).arg("-cf").arg(&tmp).arg("."),
-        Duration::from_secs(300),
-    )
-    .and_then(|()| {
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| format!("sync {}: {e}", tmp.display()))
-    })
-    .and_then(|()| std::fs::rename(&tmp, tar).map_err(|e| format!("rename to {}: {e}", tar.display())));
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r
-}
-
 // ---------------------------------------------------------------------------------------
 // Oracles
-
-fn containers(daemon: &Daemon) -> Vec<Value> {
-    daemon.request(&serde_json::json!({"verb": "containers"}))["containers"].as_array().cloned().unwrap_or_default()
-}
-
-/// Pids whose /proc cgroup (the v2 line) is the cgroup `/.../<id>` (the oracle).
-fn proc_pids_in(id: &str) -> BTreeSet<u32> {
-    let leaf = format!("/{id}");
-    let mut out = BTreeSet::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        if std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-            .is_ok_and(|c| c.lines().any(|l| l.starts_with("0::") && l.ends_with(&leaf)))
-        {
-            out.insert(pid);
-        }
-    }
-    out
-}
-
-/// What /proc says of one process.
-#[derive(Debug)]
-struct ProcInfo {
-    ppid: u32,
-    /// Real uid and gid.
-    uid: u32,
-    gid: u32,
-    /// All four uids (real, effective, saved, fs).
-    uids: Vec<u32>,
-    threads: usize,
-    cmdline: String,
-}
-
-fn proc_info(pid: u32) -> Option<ProcInfo> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Vec<u32> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.split_whitespace().filter_map(|n| n.parse().ok()).collect())
-            .unwrap_or_default()
-    };
-    let uids = field("Uid:");
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(ProcInfo {
-        ppid: *field("PPid:").first()?,
-        uid: *uids.first()?,
-        gid: *field("Gid:").first()?,
-        uids,
-        threads: std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.count(),
-        cmdline: String::from_utf8_lossy(&cmdline).replace('\0', " ").trim().to_string(),
-    })
-}
-
-/// A container's processes as /proc sees them, for comparisons and messages.
-fn proc_oracle(id: &str) -> BTreeMap<u32, ProcInfo> {
-    proc_pids_in(id).into_iter().filter_map(|p| Some((p, proc_info(p)?))).collect()
-}
-
-fn show_oracle(o: &BTreeMap<u32, ProcInfo>) -> String {
-    o.iter()
-        .map(|(pid, i)| format!("    {pid} ppid {} uids {:?} threads {} {}\n", i.ppid, i.uids, i.threads, i.cmdline))
-        .collect()
-}
 
 fn pids_of(c: &Value) -> BTreeSet<u32> {
     c["pids"].as_array().into_iter().flatten().filter_map(Value::as_u64).map(|p| p as u32).collect()
@@ -1029,7 +396,7 @@ fn docker_containers_seen_from_the_kernel() {
     // threads for a while), then assert.
     let t = Instant::now();
     let list = loop {
-        let list = containers(&daemon);
+        let list = daemon.containers();
         let by_id: BTreeMap<&str, &Value> = list.iter().filter_map(|c| Some((c["id"].as_str()?, c))).collect();
         let mut problems: Vec<String> =
             started.iter().flat_map(|c| c.problems(by_id.get(c.id.as_str()).copied())).collect();
@@ -1153,7 +520,7 @@ fn docker_containers_seen_from_the_kernel() {
     }
     let t = Instant::now();
     loop {
-        let list = containers(&daemon);
+        let list = daemon.containers();
         let left: Vec<&Value> = list.iter().filter(|c| c["id"].as_str().is_some_and(|i| ours.contains(i))).collect();
         if left.is_empty() {
             break;
@@ -1171,154 +538,6 @@ fn docker_containers_seen_from_the_kernel() {
     daemon.stop();
     d.stop();
 }
-
-// ---------------------------------------------------------------------------------------
-// Plain runc
-
-/// A busybox container run by plain runc (state in a directory of its own), killed and
-/// deleted, its cgroups removed, by [`RuncContainer::stop`] or on drop.
-struct RuncContainer {
-    id: String,
-    state_root: String,
-    bundle: TempDir,
-    stopped: bool,
-}
-
-impl RuncContainer {
-    /// The id `run(name)` gives its container.
-    fn id_for(name: &str) -> String {
-        format!("tracer-it-runc-{}-{name}", std::process::id())
-    }
-
-    /// `runc run -d` of `/bin/sleep 300` in a busybox bundle, as `tracer-it-runc-PID-NAME`.
-    fn run(name: &str) -> RuncContainer {
-        let bundle = TempDir::new("runc-bundle");
-        // The rootfs path must be absolute and not go through a symlink (/tmp may be one).
-        let dir = bundle.path().canonicalize().expect("canonical bundle path");
-        let rootfs = dir.join("rootfs");
-        busybox_rootfs(&rootfs);
-        let c = RuncContainer {
-            id: RuncContainer::id_for(name),
-            state_root: format!("/run/tracer-it-runc-{}-{name}", std::process::id()),
-            bundle,
-            stopped: false,
-        };
-        let out = c.runc(&["spec", "--bundle", &dir.display().to_string()]);
-        assert!(out.status.success(), "runc spec: {}", String::from_utf8_lossy(&out.stderr));
-        let config = dir.join("config.json");
-        let mut spec: Value = serde_json::from_slice(&std::fs::read(&config).expect("config.json")).expect("JSON");
-        spec["process"]["args"] = serde_json::json!(["/bin/sleep", "300"]);
-        spec["process"]["terminal"] = Value::Bool(false);
-        spec["root"]["path"] = Value::from(rootfs.display().to_string());
-        spec["root"]["readonly"] = Value::Bool(true);
-        std::fs::write(&config, serde_json::to_vec_pretty(&spec).unwrap()).expect("write config.json");
-        let st = c.detached(&["run", "-d", "--bundle", &dir.display().to_string(), &c.id]);
-        assert!(st.success(), "runc run -d failed ({st}): {}", c.log());
-        c
-    }
-
-    fn runc(&self, args: &[&str]) -> std::process::Output {
-        support::run(Command::new("runc").args(["--root", &self.state_root]).args(args), Duration::from_secs(60))
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.bundle.path().join("runc.log")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    /// A runc command that leaves a process running with its stdio: no pipes (a reader
-    /// would wait for that process), output to the log file.
-    fn detached(&self, args: &[&str]) -> ExitStatus {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("runc log");
-        let mut child = Command::new("runc")
-            .args(["--root", &self.state_root])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start runc");
-        let t = Instant::now();
-        loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                return st;
-            }
-            if t.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("runc {args:?} did not end within 60 s: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// `runc state`'s JSON.
-    fn state(&self) -> Value {
-        let out = self.runc(&["state", &self.id]);
-        assert!(out.status.success(), "runc state: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).expect("runc state JSON")
-    }
-
-    /// The container's cgroup directories in every hierarchy (v1, hybrid v2, pure v2).
-    fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path().join(&self.id))
-            .collect();
-        v.push(Path::new("/sys/fs/cgroup").join(&self.id));
-        v.into_iter().filter(|p| p.exists()).collect()
-    }
-
-    /// Kills and deletes the container. Returns what was left behind (and removed now).
-    fn shutdown(&mut self) -> Vec<String> {
-        if std::mem::replace(&mut self.stopped, true) {
-            return Vec::new();
-        }
-        let mut left = Vec::new();
-        let _ = self.runc(&["kill", &self.id, "KILL"]);
-        let t = Instant::now();
-        while !proc_pids_in(&self.id).is_empty() && t.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let out = self.runc(&["delete", "-f", &self.id]);
-        if !out.status.success() {
-            left.push(format!("runc delete -f {}: {}", self.id, String::from_utf8_lossy(&out.stderr).trim()));
-        }
-        let pids = proc_pids_in(&self.id);
-        if !pids.is_empty() {
-            left.push(format!("processes of {} still run: {pids:?}", self.id));
-            for p in pids {
-                // SAFETY: a process of our own container.
-                unsafe { libc::kill(p as i32, libc::SIGKILL) };
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        for p in self.cgroup_dirs() {
-            left.push(format!("cgroup {} was left behind", p.display()));
-            let _ = std::fs::remove_dir(&p);
-        }
-        let _ = std::fs::remove_dir_all(&self.state_root);
-        left
-    }
-
-    /// [`RuncContainer::shutdown`], asserting that nothing was left behind.
-    fn stop(mut self) {
-        let left = self.shutdown();
-        assert!(left.is_empty(), "stopping the runc container left things behind:\n{}", left.join("\n"));
-    }
-}
-
-impl Drop for RuncContainer {
-    fn drop(&mut self) {
-        let _ = self.shutdown();
-    }
-}
-
 /// Differences between the daemon's list and runc + /proc for a runc container.
 fn runc_problems(list: &[Value], c: &RuncContainer, init: u32, execd: Option<u32>) -> Vec<String> {
     let what = format!("runc container {}", c.id);
@@ -1359,7 +578,7 @@ fn runc_problems(list: &[Value], c: &RuncContainer, init: u32, execd: Option<u32
 fn wait_runc_agrees(daemon: &Daemon, c: &RuncContainer, init: u32, execd: Option<u32>) -> Value {
     let t = Instant::now();
     loop {
-        let list = containers(daemon);
+        let list = daemon.containers();
         let mut problems = runc_problems(&list, c, init, execd);
         if problems.is_empty() {
             let want = [("runtime", Value::from("runc")), ("id", Value::from(c.id.as_str())), ("name", Value::Null)];
@@ -1451,7 +670,7 @@ fn runc_container_seen_from_the_kernel() {
         let t = Instant::now();
         let joined = loop {
             // The oracle: nsenter's child, in b's pid namespace.
-            let child = proc_children(nsenter.id()).into_iter().find(|c| ns(*c).is_some() && ns(*c) == ns(inits[1]));
+            let child = task_children(nsenter.id()).into_iter().find(|c| ns(*c).is_some() && ns(*c) == ns(inits[1]));
             if let Some(c) = child
                 && std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|n| n.trim() == "sleep")
             {
@@ -1464,7 +683,7 @@ fn runc_container_seen_from_the_kernel() {
         assert!(!cgroup.contains(&b.id), "nsenter's child moved to b's cgroup after all:\n{cgroup}");
         let t = Instant::now();
         loop {
-            let list = containers(&daemon);
+            let list = daemon.containers();
             let c = list.iter().find(|c| c["id"] == b.id.as_str());
             if c.is_some_and(|c| pids_of(c).contains(&joined)) {
                 break;
@@ -1495,7 +714,7 @@ fn runc_container_seen_from_the_kernel() {
     stories.stop();
     let t = Instant::now();
     loop {
-        let list = containers(&daemon);
+        let list = daemon.containers();
         let left: Vec<&Value> =
             list.iter().filter(|l| l["id"].as_str().is_some_and(|i| ids.iter().any(|x| x == i))).collect();
         if left.is_empty() {

@@ -68,3 +68,19 @@ impl Drop for TestCgroup {
         }
     }
 }
+
+/// The id of container `id`'s cgroup on the v2 hierarchy: its directory's inode,
+/// wherever the runtime put it (`/docker/<id>`, `/<id>`).
+pub fn container_cgroup_id(id: &str) -> Option<u64> {
+    let root = cgroup2_mount()?;
+    [root.join("docker").join(id), root.join(id)]
+        .iter()
+        .filter_map(|d| std::fs::metadata(d).ok())
+        .find(|m| m.is_dir())
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+}
+
+/// Subdirectories of a directory (child cgroups of a cgroup).
+pub fn subdirs(p: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(p).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
+}

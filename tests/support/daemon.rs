@@ -193,6 +193,11 @@ impl Daemon {
         snap
     }
 
+    /// The containers it sees (the `containers` verb's list).
+    pub fn containers(&self) -> Vec<Value> {
+        self.request(&serde_json::json!({"verb": "containers"}))["containers"].as_array().cloned().unwrap_or_default()
+    }
+
     /// The daemon's counters.
     pub fn stats(&self) -> Value {
         self.request(&serde_json::json!({"verb": "stats"}))["stats"].take()

@@ -8,9 +8,12 @@
 pub mod apache;
 pub mod cgroup;
 pub mod daemon;
+pub mod docker;
 pub mod event;
 pub mod oracle;
 pub mod procfs;
+pub mod rootfs;
+pub mod runc;
 pub mod tmux;
 pub mod tracer;
 pub mod workload;
@@ -131,6 +134,12 @@ pub fn ns_inode(ns: &str) -> u64 {
 pub fn gettid() -> u32 {
     // SAFETY: gettid has no preconditions.
     unsafe { libc::gettid() as u32 }
+}
+
+/// The last `lines` lines of `text`, for messages.
+pub fn tail(text: &str, lines: usize) -> String {
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
 }
 
 // ---------------------------------------------------------------------------------------

@@ -177,3 +177,86 @@ pub fn proc_threads(parent: u32) -> BTreeMap<u32, usize> {
     }
     m
 }
+
+/// The children of `pid` as its main thread lists them (/proc/PID/task/PID/children).
+pub fn task_children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Processes whose command line contains `needle`: (pid, command line).
+pub fn processes_naming(needle: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) {
+            out.push((pid, cmd.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// Pids whose /proc cgroup (the v2 line) is the cgroup `/.../<id>` (the oracle).
+pub fn proc_pids_in(id: &str) -> BTreeSet<u32> {
+    let leaf = format!("/{id}");
+    let mut out = BTreeSet::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .is_ok_and(|c| c.lines().any(|l| l.starts_with("0::") && l.ends_with(&leaf)))
+        {
+            out.insert(pid);
+        }
+    }
+    out
+}
+
+/// What /proc says of one process.
+#[derive(Debug)]
+pub struct ProcInfo {
+    pub ppid: u32,
+    /// Real uid and gid.
+    pub uid: u32,
+    pub gid: u32,
+    /// All four uids (real, effective, saved, fs).
+    pub uids: Vec<u32>,
+    pub threads: usize,
+    pub cmdline: String,
+}
+
+pub fn proc_info(pid: u32) -> Option<ProcInfo> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+            .unwrap_or_default()
+    };
+    let uids = field("Uid:");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(ProcInfo {
+        ppid: *field("PPid:").first()?,
+        uid: *uids.first()?,
+        gid: *field("Gid:").first()?,
+        uids,
+        threads: std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.count(),
+        cmdline: String::from_utf8_lossy(&cmdline).replace('\0', " ").trim().to_string(),
+    })
+}
+
+/// A container's processes as /proc sees them, for comparisons and messages.
+pub fn proc_oracle(id: &str) -> BTreeMap<u32, ProcInfo> {
+    proc_pids_in(id).into_iter().filter_map(|p| Some((p, proc_info(p)?))).collect()
+}
+
+pub fn show_oracle(o: &BTreeMap<u32, ProcInfo>) -> String {
+    o.iter()
+        .map(|(pid, i)| format!("    {pid} ppid {} uids {:?} threads {} {}\n", i.ppid, i.uids, i.threads, i.cmdline))
+        .collect()
+}

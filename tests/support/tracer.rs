@@ -12,7 +12,10 @@ use std::{
 
 use serde_json::Value;
 
-use super::event::{Event, has_exit};
+use super::{
+    TempDir,
+    event::{Event, has_exit},
+};
 
 /// The tracer binary under test.
 pub const TRACER: &str = env!("CARGO_BIN_EXE_tracer");
@@ -25,6 +28,8 @@ pub const WAIT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Time given to stray (unexpected) events to arrive before stopping the tracer, so that
 /// "exactly one" assertions can see a second one.
 pub const SETTLE: Duration = Duration::from_millis(300);
+/// How long [`StoryWatch::wait_for`] waits for a story (or event) to be told.
+const STORY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct State {
@@ -341,5 +346,99 @@ impl Drop for Tracer {
             let _ = child.wait();
         }
         self.join_readers();
+    }
+}
+
+/// `tracer events --containers --json` running beside a test; its stories are read
+/// from the file its stdout goes to.
+pub struct StoryWatch {
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl StoryWatch {
+    /// Starts it with `args` (`--socket S` through a daemon, or `--standalone`) and
+    /// waits until it traces.
+    pub fn start(args: &[&str]) -> StoryWatch {
+        StoryWatch::events(&[&["--containers"], args].concat())
+    }
+
+    /// `tracer events --json ARGS` (plain events, or stories with `--containers`).
+    pub fn events(args: &[&str]) -> StoryWatch {
+        let dir = TempDir::new("stories");
+        let child = Command::new(TRACER)
+            .args(["events", "--json"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("out")).expect("stories file"))
+            .stderr(std::fs::File::create(dir.path().join("err")).expect("stderr file"))
+            .spawn()
+            .expect("start tracer events --containers");
+        let w = StoryWatch { child: Some(child), dir };
+        let t = Instant::now();
+        while !w.stderr().contains("tracing") {
+            assert!(t.elapsed() < Duration::from_secs(30), "tracer events --containers did not start: {}", w.stderr());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        w
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("err")).unwrap_or_default()
+    }
+
+    pub fn stories(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("out")).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.ends_with('}'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("story line is not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// The story of `kind` about container `id`, waiting for it.
+    pub fn wait_for(&self, kind: &str, id: &str, what: &str) -> Value {
+        let t = Instant::now();
+        loop {
+            let all = self.stories();
+            if let Some(s) = all.iter().find(|s| s["kind"] == kind && s["container"]["id"] == id) {
+                return s.clone();
+            }
+            assert!(
+                t.elapsed() < STORY_TIMEOUT,
+                "no {kind} story for {what} ({id}) after {STORY_TIMEOUT:?}; stories:\n{}\nstderr: {}",
+                all.iter().map(Value::to_string).collect::<Vec<_>>().join("\n"),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGINT, then its exit; its stderr (the summary).
+    pub fn stop(mut self) -> String {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let t = Instant::now();
+        let status = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break st;
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("tracer events --containers did not end on SIGINT: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "tracer events --containers ended with {status}: {}", self.stderr());
+        self.stderr()
+    }
+}
+
+impl Drop for StoryWatch {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
