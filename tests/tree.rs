@@ -19,13 +19,14 @@ use std::{
 use serde_json::Value;
 
 use crate::support::{
-    self, TempDir,
+    self, TempDir, Timed,
     apache::{apache_conf, free_port},
     cgroup::TestCgroup,
     daemon::Daemon,
     oracle::{self, Scope, assert_matches_proc, assert_matches_proc_within, snap_find},
-    procfs::{self, proc_children, read_proc_task, read_stat},
-    tracer::TRACER,
+    poll,
+    procfs::{self, proc_children, proc_ns_pid, read_proc_task, read_stat},
+    tracer::tracer_out,
     workload::{Workload, compile_c},
 };
 
@@ -35,35 +36,6 @@ const ORPHAN_C: &str = include_str!("workloads/tree_orphan.c");
 const EXEC_THREAD_C: &str = include_str!("workloads/tree_exec_thread.c");
 
 const LINE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Says how long a test took when it ends (passed or not).
-struct Timed(&'static str, Instant);
-
-impl Timed {
-    fn start(name: &'static str) -> Timed {
-        Timed(name, Instant::now())
-    }
-}
-
-impl Drop for Timed {
-    fn drop(&mut self) {
-        eprintln!("{}: {:.1} s", self.0, self.1.elapsed().as_secs_f64());
-    }
-}
-
-/// Polls `f` every 20 ms until it gives `Some`, at most `timeout`.
-fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let until = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= until {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn stat_u64(stats: &Value, key: &str) -> u64 {
     stats[key].as_u64().unwrap_or_else(|| panic!("stats without a numeric `{key}`: {stats}"))
@@ -582,19 +554,6 @@ fn apache_httpd_subtree_equals_proc() {
 
 // ---------------------------------------------------------------------------------------
 // 6. Pid namespaces and containers
-
-/// The last field of `NSpid:` in /proc/PID/status: the pid in its own namespace.
-fn proc_ns_pid(pid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("NSpid:"))?.split_whitespace().last()?.parse().ok()
-}
-
-/// Runs `tracer ARGS`, which must succeed; its stdout.
-fn tracer_out<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
-    let out = support::run(Command::new(TRACER).args(args), Duration::from_secs(60));
-    assert!(out.status.success(), "tracer {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The row of `pid` in a `tracer ps` table: its whitespace-separated cells.
 fn ps_row(text: &str, pid: u32) -> Option<Vec<String>> {

@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::Value;
 
-use super::{TempDir, tracer::TRACER};
+use super::{TempDir, procfs::task_children, tracer::TRACER};
 
 /// How long a daemon may take to say it serves, and to stop after SIGTERM.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -275,8 +275,7 @@ fn wait_until(child: &mut Child, until: Instant) -> Option<ExitStatus> {
 
 /// The only child of `pid` (from /proc; the test may read /proc, the daemon may not).
 fn only_child(pid: u32) -> Option<u32> {
-    let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-    let kids: Vec<u32> = kids.split_whitespace().filter_map(|s| s.parse().ok()).collect();
+    let kids = task_children(pid);
     (kids.len() == 1).then(|| kids[0])
 }
 

@@ -143,6 +143,38 @@ pub fn tail(text: &str, lines: usize) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
+// Waiting and timing
+
+/// Polls `f` every 20 ms until it gives `Some`, at most `timeout`.
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Says how long a test took when it ends (passed or not).
+pub struct Timed(&'static str, Instant);
+
+impl Timed {
+    pub fn start(name: &'static str) -> Timed {
+        Timed(name, Instant::now())
+    }
+}
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        eprintln!("{}: {:.1} s", self.0, self.1.elapsed().as_secs_f64());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Temporary files
 
 /// A fresh directory under the system temp dir, removed on drop.

@@ -260,3 +260,9 @@ pub fn show_oracle(o: &BTreeMap<u32, ProcInfo>) -> String {
         .map(|(pid, i)| format!("    {pid} ppid {} uids {:?} threads {} {}\n", i.ppid, i.uids, i.threads, i.cmdline))
         .collect()
 }
+
+/// The last field of `NSpid:` in /proc/PID/status: the pid in its own namespace.
+pub fn proc_ns_pid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("NSpid:"))?.split_whitespace().last()?.parse().ok()
+}

@@ -349,6 +349,13 @@ impl Drop for Tracer {
     }
 }
 
+/// Runs `tracer ARGS`, which must succeed; its stdout.
+pub fn tracer_out<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
+    let out = super::run(Command::new(TRACER).args(args), Duration::from_secs(60));
+    assert!(out.status.success(), "tracer {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `tracer events --containers --json` running beside a test; its stories are read
 /// from the file its stdout goes to.
 pub struct StoryWatch {
