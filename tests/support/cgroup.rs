@@ -1,4 +1,5 @@
-//! Cgroups of the tests' own: the test cgroup on the v2 hierarchy (or a v1 controller's).
+//! Cgroups: the test cgroup on the v2 hierarchy (or a v1 controller's), and what the
+//! tests read of containers' cgroups.
 
 use std::{
     path::{Path, PathBuf},

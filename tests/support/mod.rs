@@ -3,19 +3,31 @@
 //!
 //! This file holds what is generic: prerequisites (a missing one skips a test with a
 //! one-line reason, or fails it under `CI=true`), running a command with a timeout,
-//! temporary directories. The fixtures are one module per concern.
+//! polling, timing, temporary directories. The fixtures are one module per concern.
 
+/// Apache httpd on the host: a configuration of the test's own, a free port.
 pub mod apache;
+/// Test cgroups (v2, or a v1 controller's), a container's cgroup id.
 pub mod cgroup;
+/// `tracer daemon` on a socket of the test's own: requests, subscriptions.
 pub mod daemon;
+/// A private dockerd and the images it runs (busybox, Apache).
 pub mod docker;
+/// Events of `tracer events --json`, parsed, and filters for assertions.
 pub mod event;
+/// The daemon's tree compared with /proc (with its own unit tests).
 pub mod oracle;
+/// /proc readers: processes, threads, children, a container's processes.
 pub mod procfs;
+/// Root filesystems: busybox, and Apache's made by debootstrap and cached.
 pub mod rootfs;
+/// Plain runc containers in bundles of their own.
 pub mod runc;
+/// tmux: a terminal for `tracer watch`, its screen captured.
 pub mod tmux;
+/// Running the tracer binary: `tracer events`, its summary, stories, one-shot commands.
 pub mod tracer;
+/// Workload processes, process groups, C programs built for a test.
 pub mod workload;
 
 use std::{

@@ -1,5 +1,6 @@
 //! Running the tracer binary: a `tracer events --json` with its events collected as they
-//! come, and the summary it prints when it stops.
+//! come, and the summary it prints when it stops; one writing to a file (container
+//! stories, or one container's events); a one-shot command's output.
 
 use std::{
     collections::BTreeMap,
