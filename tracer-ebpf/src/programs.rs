@@ -19,8 +19,8 @@ use tracer_abi::{
 };
 
 use crate::kernel::{
-    bounded, config_argv_max, config_exit_has_group_dead, config_wakeup_bytes, current_tid, fill_task, off, read,
-    read_comm_str, read_ptr, task_cgroup, task_dfl_cgroup,
+    Direct, Mem, Probe, bounded, config_argv_max, config_exit_has_group_dead, config_wakeup_bytes, current_tid,
+    fill_task, off, read, read_comm_str, read_ptr, task_cgroup, task_dfl_cgroup,
 };
 
 /// Every record goes through this ring buffer. Its size is set by userspace at load.
@@ -83,13 +83,22 @@ fn wakeup_flags() -> u64 {
     if waiting >= config_wakeup_bytes() { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
 }
 
+/// A record's header, stamped now.
 #[inline(always)]
 fn header(kind: Kind, size: usize) -> Header {
+    // SAFETY: a helper without arguments.
+    header_at(kind, size, unsafe { bpf_ktime_get_boot_ns() })
+}
+
+/// A record's header, stamped `ts_ns` (boot clock): reading the clock costs about
+/// a third of a small record, and a new task's start time is its fork's time.
+#[inline(always)]
+fn header_at(kind: Kind, size: usize, ts_ns: u64) -> Header {
     Header {
         kind: kind as u32,
         size: size as u32,
-        // SAFETY: helpers without arguments.
-        ts_ns: unsafe { bpf_ktime_get_boot_ns() },
+        ts_ns,
+        // SAFETY: a helper without arguments.
         cpu: unsafe { bpf_get_smp_processor_id() },
         _pad: 0,
     }
@@ -97,18 +106,18 @@ fn header(kind: Kind, size: usize) -> Header {
 
 /// Fills `ev` with the path of the cgroup whose kernfs node is `kn`, leaf first.
 #[inline(always)]
-fn fill_cgroup(ev: &mut CgroupEvent, id: u64, mut kn: usize) {
+fn fill_cgroup<M: Mem>(ev: &mut CgroupEvent, id: u64, mut kn: usize) {
     ev.cgroup_id = id;
     ev.flags = 0;
     let mut depth = 0u32;
     let mut i = 0;
     while i < CGROUP_DEPTH {
-        let parent = read_ptr(kn, off!(kernfs_node_parent));
+        let parent = M::read::<u64>(kn, off!(kernfs_node_parent)) as usize;
         if kn == 0 || parent == 0 {
             // The root's own name is not part of the path.
             break;
         }
-        let name = read_ptr(kn, off!(kernfs_node_name));
+        let name = M::read::<u64>(kn, off!(kernfs_node_name)) as usize;
         let slot = &mut ev.names[i];
         slot[0] = 0;
         // SAFETY: the destination is one 128-byte slot of the record.
@@ -122,7 +131,7 @@ fn fill_cgroup(ev: &mut CgroupEvent, id: u64, mut kn: usize) {
         kn = parent;
         i += 1;
     }
-    if i == CGROUP_DEPTH && read_ptr(kn, off!(kernfs_node_parent)) != 0 {
+    if i == CGROUP_DEPTH && M::read::<u64>(kn, off!(kernfs_node_parent)) != 0 {
         ev.flags |= CGROUP_TRUNCATED;
     }
     ev.depth = depth;
@@ -131,7 +140,7 @@ fn fill_cgroup(ev: &mut CgroupEvent, id: u64, mut kn: usize) {
 /// Sends the path of `task`'s cgroup the first time its id shows up.
 #[inline(always)]
 fn send_cgroup_once(task: usize) {
-    let (id, kn) = task_cgroup(task);
+    let (id, kn) = task_cgroup::<Direct>(task);
     if kn == 0 || CGROUP_SEEN.get_ptr(id).is_some() {
         return;
     }
@@ -144,7 +153,7 @@ fn send_cgroup_once(task: usize) {
     };
     // SAFETY: the entry is as large as a CgroupEvent; every field is written.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_cgroup(ev, id, kn);
+    fill_cgroup::<Direct>(ev, id, kn);
     ev.header = header(Kind::Cgroup, size_of::<CgroupEvent>());
     entry.submit(wakeup_flags());
 }
@@ -152,18 +161,23 @@ fn send_cgroup_once(task: usize) {
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     let child: usize = ctx.arg(1);
-    send_cgroup_once(child);
+    // A new thread is in its creator's cgroup, whose path was sent already (the
+    // creator was walked, forked or moved): only a new process may bring a new one.
+    let pid = Direct::read::<u32>(child, off!(task_struct_pid));
+    if pid == Direct::read::<u32>(child, off!(task_struct_tgid)) {
+        send_cgroup_once(child);
+    }
     let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
         count_lost();
         return 0;
     };
     // SAFETY: the entry is as large as a ForkEvent and 8-byte aligned; every field is written below.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_task(child, &mut ev.task);
+    fill_task::<Direct>(child, &mut ev.task);
     let kind = if ev.task.flags & TASK_LEADER != 0 { Kind::Fork } else { Kind::Clone };
     ev.creator_tid = current_tid();
     ev._pad = 0;
-    ev.header = header(kind, size_of::<ForkEvent>());
+    ev.header = header_at(kind, size_of::<ForkEvent>(), ev.task.start_ns);
     entry.submit(wakeup_flags());
     0
 }
@@ -171,11 +185,11 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     let task: usize = ctx.arg(0);
+    let signal = Direct::read::<u64>(task, off!(task_struct_signal)) as usize;
     let group_dead = if config_exit_has_group_dead() {
         ctx.arg::<u64>(1) & 0xff != 0
     } else {
-        let signal = read_ptr(task, off!(task_struct_signal));
-        read::<i32>(signal, off!(signal_struct_live)) == 0
+        Direct::read::<i32>(signal, off!(signal_struct_live)) == 0
     };
     let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
         count_lost();
@@ -183,21 +197,21 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     };
     // SAFETY: as in sched_process_fork.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_task(task, &mut ev.task);
-    let code = read::<u32>(task, off!(task_struct_exit_code));
+    fill_task::<Direct>(task, &mut ev.task);
+    let code = Direct::read::<u32>(task, off!(task_struct_exit_code));
     ev.exit_code = code;
     ev.status = code;
     let kind = if group_dead {
         // What the parent's wait() will see: the group exit code after exit_group()
         // or a fatal signal, else the leader's own exit code.
-        let signal = read_ptr(task, off!(task_struct_signal));
-        let sflags = read::<u32>(signal, off!(signal_struct_flags));
+        let sflags = Direct::read::<u32>(signal, off!(signal_struct_flags));
         ev.status = if sflags & SIGNAL_GROUP_EXIT != 0 {
-            read::<u32>(signal, off!(signal_struct_group_exit_code))
+            Direct::read::<u32>(signal, off!(signal_struct_group_exit_code))
         } else {
-            let leader = read_ptr(task, off!(task_struct_group_leader));
-            read::<u32>(leader, off!(task_struct_exit_code))
+            let leader = Direct::read::<u64>(task, off!(task_struct_group_leader)) as usize;
+            Direct::read::<u32>(leader, off!(task_struct_exit_code))
         };
+        // The reaper may come from a helper read: read it with the helper too.
         let reaper = find_reaper(task);
         ev.reaper_tgid = read::<u32>(reaper, off!(task_struct_tgid));
         let leader = read_ptr(reaper, off!(task_struct_group_leader));
@@ -223,7 +237,7 @@ fn read_bit(base: usize, bit: u32) -> bool {
     if bit == tracer_abi::OFFSET_MISSING {
         return false;
     }
-    (read::<u8>(base, bit / 8) >> (bit % 8)) & 1 != 0
+    (Direct::read::<u8>(base, bit / 8) >> (bit % 8)) & 1 != 0
 }
 
 /// The task the children of the exiting process `task` are reparented to, found as
@@ -232,35 +246,41 @@ fn read_bit(base: usize, bit: u32) -> bool {
 /// init. 0 when the process has no children or is that init itself.
 #[inline(always)]
 fn find_reaper(task: usize) -> usize {
+    let dptr = |base: usize, off: u32| Direct::read::<u64>(base, off) as usize;
     let head = task + off!(task_struct_children) as usize;
-    let first = read_ptr(task, off!(task_struct_children));
+    let first = dptr(task, off!(task_struct_children));
     if first == 0 || first == head {
         return 0;
     }
-    let pid = read_ptr(task, off!(task_struct_thread_pid));
-    let level = read::<u32>(pid, off!(pid_level));
+    let pid = dptr(task, off!(task_struct_thread_pid));
+    let level = Direct::read::<u32>(pid, off!(pid_level));
     let upid_off = off!(pid_numbers).wrapping_add(level.min(32).wrapping_mul(off!(upid_size)));
+    // A run-time index: through the helper, and so is what is reached from it.
     let ns = read_ptr(pid, upid_off.wrapping_add(off!(upid_ns)));
     let child_reaper = read_ptr(ns, off!(pid_namespace_child_reaper));
-    let tgid = read::<u32>(task, off!(task_struct_tgid));
+    let tgid = Direct::read::<u32>(task, off!(task_struct_tgid));
     if read::<u32>(child_reaper, off!(task_struct_tgid)) == tgid {
         return 0;
     }
-    let signal = read_ptr(task, off!(task_struct_signal));
+    let signal = dptr(task, off!(task_struct_signal));
     if read_bit(signal, off!(signal_struct_has_child_subreaper_bit)) {
-        let mut r = read_ptr(task, off!(task_struct_real_parent));
+        let mut r = dptr(task, off!(task_struct_real_parent));
         let mut i = 0;
         while i < MAX_ANCESTORS {
-            let rpid = read_ptr(r, off!(task_struct_thread_pid));
-            if r == 0 || read::<u32>(rpid, off!(pid_level)) != level || read::<u32>(r, off!(task_struct_tgid)) == 0 {
+            let rpid = dptr(r, off!(task_struct_thread_pid));
+            if r == 0
+                || Direct::read::<u32>(rpid, off!(pid_level)) != level
+                || Direct::read::<u32>(r, off!(task_struct_tgid)) == 0
+            {
                 break;
             }
-            let rs = read_ptr(r, off!(task_struct_signal));
-            if read_bit(rs, off!(signal_struct_is_child_subreaper_bit)) && read::<i32>(rs, off!(signal_struct_live)) > 0
+            let rs = dptr(r, off!(task_struct_signal));
+            if read_bit(rs, off!(signal_struct_is_child_subreaper_bit))
+                && Direct::read::<i32>(rs, off!(signal_struct_live)) > 0
             {
                 return r;
             }
-            r = read_ptr(r, off!(task_struct_real_parent));
+            r = dptr(r, off!(task_struct_real_parent));
             i += 1;
         }
     }
@@ -277,7 +297,7 @@ pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
     let dst: usize = ctx.arg(0);
     let task: usize = ctx.arg(2);
     let threadgroup = ctx.arg::<u64>(3) & 0xff != 0;
-    if dst == 0 || dst != task_dfl_cgroup(task) {
+    if dst == 0 || dst != task_dfl_cgroup::<Direct>(task) {
         return 0;
     }
     send_cgroup_once(task);
@@ -287,7 +307,7 @@ pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
     };
     // SAFETY: as in sched_process_fork.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_task(task, &mut ev.task);
+    fill_task::<Direct>(task, &mut ev.task);
     ev.threadgroup = threadgroup as u32;
     ev._pad = 0;
     ev.header = header(Kind::CgroupAttach, size_of::<CgroupAttachEvent>());
@@ -305,7 +325,7 @@ pub fn task_rename(ctx: BtfTracePointContext) -> i32 {
     };
     // SAFETY: as in sched_process_fork.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_task(task, &mut ev.task);
+    fill_task::<Direct>(task, &mut ev.task);
     read_comm_str(comm, &mut ev.new_comm);
     ev.header = header(Kind::Rename, size_of::<RenameEvent>());
     entry.submit(wakeup_flags());
@@ -329,14 +349,14 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     // SAFETY: the scratch slot is SCRATCH_SIZE bytes, 8-byte aligned, and ours while
     // this program runs (one program at a time per CPU).
     let ev = unsafe { &mut *buf.cast::<ExecEvent>() };
-    fill_task(task, &mut ev.task);
+    fill_task::<Direct>(task, &mut ev.task);
     ev.old_tid = old_pid;
     ev._pad = 0;
     let mut flags = 0;
 
     // File name, as passed to exec.
     let fixed = size_of::<ExecEvent>();
-    let filename = read_ptr(bprm, off!(linux_binprm_filename));
+    let filename = Direct::read::<u64>(bprm, off!(linux_binprm_filename)) as usize;
     // SAFETY: the destination lies inside the scratch slot (fixed + FILENAME_MAX <= SCRATCH_SIZE).
     let n = unsafe { bpf_probe_read_kernel_str(buf.add(fixed).cast(), FILENAME_MAX as u32, filename as *const c_void) };
     let mut flen: usize = if n > 0 { n as usize - 1 } else { 0 };
@@ -346,9 +366,9 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     flen &= FILENAME_MAX - 1;
 
     // argv, from the new program's memory.
-    let mm = read_ptr(task, off!(task_struct_mm));
-    let start = read::<u64>(mm, off!(mm_struct_arg_start));
-    let end = read::<u64>(mm, off!(mm_struct_arg_end));
+    let mm = Direct::read::<u64>(task, off!(task_struct_mm)) as usize;
+    let start = Direct::read::<u64>(mm, off!(mm_struct_arg_start));
+    let end = Direct::read::<u64>(mm, off!(mm_struct_arg_end));
     let real = end.saturating_sub(start).min(u32::MAX as u64) as usize;
     let limit = (config_argv_max() as usize).min(ARGV_CAPACITY);
     let mut alen = bounded(real.min(limit), ARGV_CAPACITY);
@@ -470,7 +490,7 @@ fn walk_task<const ARGV: bool>(ctx: *mut c_void) -> i32 {
 #[inline(always)]
 fn iter_cgroup(seq: usize, task: usize) {
     let generation = ITER_MODE.get(ITER_SLOT_GEN).copied().unwrap_or(0);
-    let (id, kn) = task_cgroup(task);
+    let (id, kn) = task_cgroup::<Probe>(task);
     if kn == 0 || CGROUP_SEEN.get_ptr(id).is_some_and(|g| unsafe { *g } == generation) {
         return;
     }
@@ -480,7 +500,7 @@ fn iter_cgroup(seq: usize, task: usize) {
     };
     // SAFETY: the slot is far larger than a CgroupEvent and 8-byte aligned.
     let ev = unsafe { &mut *scratch.cast::<CgroupEvent>() };
-    fill_cgroup(ev, id, kn);
+    fill_cgroup::<Probe>(ev, id, kn);
     ev.header = header(Kind::Cgroup, size_of::<CgroupEvent>());
     // SAFETY: the record is fully written.
     unsafe { bpf_seq_write(seq as *mut _, (ev as *const CgroupEvent).cast(), size_of::<CgroupEvent>() as u32) };
@@ -498,7 +518,7 @@ fn snapshot_task<const ARGV: bool>(seq: usize, task: usize, trusted: bool) {
     // SAFETY: the slot is ITER_SCRATCH_SIZE bytes and 8-byte aligned; the iterator is read
     // by one reader at a time.
     let ev = unsafe { &mut *buf.cast::<SnapshotEvent>() };
-    fill_task(task, &mut ev.task);
+    fill_task::<Probe>(task, &mut ev.task);
     ev.utime_ns = read::<u64>(task, off!(task_struct_utime));
     ev.stime_ns = read::<u64>(task, off!(task_struct_stime));
     ev.exit_state = read::<u32>(task, off!(task_struct_exit_state));

@@ -293,6 +293,11 @@ impl Body {
             Body::Snapshot { .. } => "snapshot",
         }
     }
+
+    /// A task found by a walk, not a live event.
+    pub fn is_snapshot(&self) -> bool {
+        matches!(self, Body::Snapshot { .. })
+    }
 }
 
 /// One decoded record.

@@ -3,5 +3,6 @@
 //! otherwise.
 
 pub mod client;
+pub mod latency;
 pub mod protocol;
 pub mod server;

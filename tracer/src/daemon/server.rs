@@ -6,7 +6,8 @@
 //! and a writer. The engine task never waits for a client: a full queue counts
 //! missed lines; once the queue has room again the client is told how many it
 //! missed and gets a fresh snapshot to go on from. A client whose queue stays
-//! full for [`STALL_LIMIT`] is cut loose.
+//! full for [`STALL_LIMIT`] is cut loose. A writer sends all the lines waiting
+//! in its queue with one write: one system call per batch, not per event.
 
 use std::{
     collections::BTreeMap,
@@ -29,7 +30,10 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 
-use super::protocol::{self, Filter, LineFormat, Request, SnapshotFormat};
+use super::{
+    latency::{self, Latency},
+    protocol::{self, Filter, LineFormat, Request, SnapshotFormat},
+};
 use crate::{
     cli::DaemonArgs,
     clock,
@@ -46,6 +50,15 @@ use crate::{
 const QUEUE: usize = 8192;
 /// A subscriber whose queue stays full this long is disconnected.
 const STALL_LIMIT: Duration = Duration::from_secs(5);
+/// Most bytes a subscriber's writer gathers into one write.
+const WRITE_BATCH: usize = 256 << 10;
+
+/// A line for a subscriber, and the kernel time of the event it tells (0 for
+/// lines that tell none).
+struct Out {
+    line: Bytes,
+    ts_ns: u64,
+}
 
 /// What a client task asks the engine task.
 struct Ask {
@@ -55,7 +68,7 @@ struct Ask {
 
 enum Reply {
     Line(Vec<u8>),
-    Subscribed { first: Vec<u8>, lines: mpsc::Receiver<Bytes>, cut: Arc<AtomicBool> },
+    Subscribed { first: Vec<u8>, lines: mpsc::Receiver<Out>, cut: Arc<AtomicBool>, latency: latency::Shared },
 }
 
 struct Subscriber {
@@ -63,7 +76,7 @@ struct Subscriber {
     /// `filter.container`, resolved per cgroup.
     scope: Option<stream::ContainerScope>,
     format: LineFormat,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Out>,
     missed: u64,
     stalled_since: Option<Instant>,
     cut: Arc<AtomicBool>,
@@ -124,6 +137,7 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
     let mut told = Vec::new();
     let mut subs: Vec<Subscriber> = Vec::new();
     let mut rates = Rates::default();
+    let mut lat = Latencies::default();
     let boot = clock::boot_epoch_ns();
     let mut json = output::JsonWriter::new(boot);
     loop {
@@ -137,9 +151,13 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
                     let line = Line::Lost { ts_ns, lost, total };
                     broadcast(&mut subs, &line, &mut json, boot);
                 }
+                let now = clock::boot_now_ns();
                 for u in &updates {
                     if let Update::Event(ev) = u {
                         rates.count(ev.body.name(), 1);
+                        if !ev.body.is_snapshot() {
+                            lat.tree.record(ev.ts_ns, now);
+                        }
                     }
                     stories.update(&tracker.engine, &tracker.cgroups, u);
                     dispatch(&mut subs, &tracker, u, &mut json, boot);
@@ -153,7 +171,7 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
                 }
             }
             Some(ask) = ask_rx.recv() => {
-                let reply = answer(ask.request, &tracker, &mut subs, &rates, started, &enrich, &mut names);
+                let reply = answer(ask.request, &tracker, &mut subs, &rates, &lat, started, &enrich, &mut names);
                 let _ = ask.reply.send(reply);
             }
             _ = term.recv() => break,
@@ -264,10 +282,27 @@ async fn serve_client(conn: UnixStream, gid: Option<u32>, ask: mpsc::Sender<Ask>
         }
         match rx.await {
             Ok(Reply::Line(l)) => w.write_all(&l).await?,
-            Ok(Reply::Subscribed { first, mut lines, cut }) => {
+            Ok(Reply::Subscribed { first, mut lines, cut, latency }) => {
                 w.write_all(&first).await?;
-                while let Some(l) = lines.recv().await {
-                    w.write_all(&l).await?;
+                let mut batch = Vec::with_capacity(WRITE_BATCH);
+                let mut stamps = Vec::with_capacity(1024);
+                while let Some(out) = lines.recv().await {
+                    // Everything already queued goes out with this line, in one write.
+                    batch.clear();
+                    stamps.clear();
+                    let mut next = Some(out);
+                    while let Some(o) = next.take() {
+                        batch.extend_from_slice(&o.line);
+                        stamps.push(o.ts_ns);
+                        if batch.len() < WRITE_BATCH {
+                            next = lines.try_recv().ok();
+                        }
+                    }
+                    w.write_all(&batch).await?;
+                    let now = clock::boot_now_ns();
+                    if let Ok(mut l) = latency.lock() {
+                        stamps.iter().for_each(|&ts| l.record(ts, now));
+                    }
                 }
                 if cut.load(Ordering::Relaxed) {
                     let notice = protocol::error_line("cut loose: this client did not read its events for 5 s");
@@ -295,12 +330,30 @@ fn containers(tracker: &Tracker, names: &mut render::NameCache) -> render::Conta
     render::Containers::build_cached(&tracker.engine, &tracker.cgroups, names)
 }
 
+/// Event latencies the daemon measures (see [`latency`]).
+#[derive(Default)]
+pub struct Latencies {
+    /// Kernel stamp to the tree's update, on the engine task.
+    pub tree: Latency,
+    /// Kernel stamp to a subscriber's socket taking the line, in the writers.
+    pub socket: latency::Shared,
+}
+
+impl Latencies {
+    pub fn json(&self) -> serde_json::Value {
+        let socket = self.socket.lock().map(|l| l.json()).unwrap_or_default();
+        json!({"tree": self.tree.json(), "socket": socket})
+    }
+}
+
 /// Answers one request on the engine task.
+#[expect(clippy::too_many_arguments, reason = "the engine task's state, passed apart so each borrow stays narrow")]
 fn answer(
     req: Request,
     tracker: &Tracker,
     subs: &mut Vec<Subscriber>,
     rates: &Rates,
+    lat: &Latencies,
     started: Instant,
     enrich: &crate::containers::Enricher,
     names: &mut render::NameCache,
@@ -310,7 +363,11 @@ fn answer(
         Request::Version => Reply::Line(to_line(&json!({
             "ok": true, "version": env!("CARGO_PKG_VERSION"), "protocol": protocol::PROTOCOL,
         }))),
-        Request::Stats => Reply::Line(to_line(&json!({"ok": true, "stats": stats_json(tracker, rates, started)}))),
+        Request::Stats => {
+            let mut stats = stats_json(tracker, rates, started);
+            stats["latency"] = lat.json();
+            Reply::Line(to_line(&json!({"ok": true, "stats": stats})))
+        }
         Request::Snapshot { format, filter, show_exited, by_container } => {
             let opts = render_options(show_exited);
             let f = render_filter(&filter);
@@ -336,7 +393,7 @@ fn answer(
             let first = to_line(&json!({"ok": true, "snapshot": snap}));
             let scope = filter.container.as_deref().map(|q| stream::ContainerScope::new(q, enrich.clone()));
             subs.push(Subscriber { filter, scope, format, tx, missed: 0, stalled_since: None, cut: cut.clone() });
-            Reply::Subscribed { first, lines: rx, cut }
+            Reply::Subscribed { first, lines: rx, cut, latency: lat.socket.clone() }
         }
         Request::Containers => {
             let list = crate::containers::list(engine, &tracker.cgroups, enrich);
@@ -359,7 +416,7 @@ fn dispatch(subs: &mut Vec<Subscriber>, tracker: &Tracker, u: &Update, json: &mu
             continue;
         }
         let bytes = format_line(&line, s.format, &mut as_json, &mut as_text, json, boot);
-        push(s, bytes);
+        push(s, bytes, ts_of(u));
     }
     subs.retain(|s| !s.tx.is_closed());
 }
@@ -389,7 +446,7 @@ fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: i128) {
                     })
                     .clone(),
             };
-            push(s, bytes);
+            push(s, bytes, 0);
         }
     }
 }
@@ -399,7 +456,7 @@ fn broadcast(subs: &mut [Subscriber], line: &Line<'_>, json: &mut output::JsonWr
     let (mut a, mut b) = (None, None);
     for s in subs.iter_mut() {
         let bytes = format_line(line, s.format, &mut a, &mut b, json, boot);
-        push(s, bytes);
+        push(s, bytes, 0);
     }
 }
 
@@ -430,12 +487,20 @@ fn format_line(
     }
 }
 
-fn push(s: &mut Subscriber, bytes: Bytes) {
+/// The kernel time of the event an update tells, 0 if none.
+fn ts_of(u: &Update) -> u64 {
+    match u {
+        Update::Event(ev) if !ev.body.is_snapshot() => ev.ts_ns,
+        _ => 0,
+    }
+}
+
+fn push(s: &mut Subscriber, line: Bytes, ts_ns: u64) {
     if s.missed > 0 {
         s.missed += 1;
         return;
     }
-    match s.tx.try_send(bytes) {
+    match s.tx.try_send(Out { line, ts_ns }) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(_)) => {
             s.missed = 1;
@@ -454,7 +519,7 @@ fn resync(subs: &mut Vec<Subscriber>, tracker: &Tracker, names: &mut render::Nam
             let g = render::Grouping::default();
             let snap = render::json_in(&tracker.engine, &cx, &render_filter(&s.filter), &g, &render_options(true));
             let notice = to_line(&json!({"missed": s.missed, "snapshot": snap}));
-            if s.tx.try_send(Bytes::from(notice)).is_ok() {
+            if s.tx.try_send(Out { line: Bytes::from(notice), ts_ns: 0 }).is_ok() {
                 s.missed = 0;
                 s.stalled_since = None;
             }

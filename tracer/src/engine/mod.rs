@@ -169,6 +169,9 @@ pub struct Stats {
     pub stale: u64,
     /// Process exits held for late thread exits, and those released by the deadline.
     pub held_exits: u64,
+    /// Process exits claimed by a second thread (see `on_process_exit`): the first
+    /// was taken as that thread's exit.
+    pub claimed_twice: u64,
     pub forced_exits: u64,
     /// Processes ended because their pid was seen reused.
     pub pid_reuses: u64,
@@ -949,8 +952,24 @@ impl Engine {
         };
         let Some(p) = self.procs.get_mut(&r) else { return };
         if p.exit_held {
-            self.stats.stale += 1;
-            return;
+            let earlier = self.held.iter().position(|h| h.proc == r && h.ev.task.tid != t.tid);
+            let Some(i) = earlier else {
+                self.stats.stale += 1;
+                return;
+            };
+            // A second thread claims the process's exit. Kernels that do not pass
+            // group_dead to the tracepoint (before 6.16) make the program read
+            // signal->live, and two threads exiting together can both find it at
+            // 0. The held one then ended as a thread: the later is the process exit.
+            p.exit_held = false;
+            let mut h = self.held.swap_remove(i);
+            self.recompute_deadline();
+            if let Body::ProcessExit { status, .. } = h.ev.body {
+                h.ev.body = Body::ThreadExit { status };
+            }
+            self.stats.claimed_twice += 1;
+            self.on_thread_exit(h.ev, out);
+            return self.on_process_exit(ev, out);
         }
         if p.threads.iter().any(|th| th.tid != t.tid) {
             // Other threads are still known: their exits, made on other CPUs just

@@ -162,6 +162,24 @@ fn process_exit_before_sibling_thread_exit_is_held() {
     assert_eq!((s.held_exits, s.forced_exits), (1, 0));
 }
 
+/// Before Linux 6.16 the exit program reads signal->live: a thread whose exit
+/// races the group's last one can claim the process exit too. The second claim
+/// turns the first into that thread's exit; one process exit follows.
+#[test]
+fn process_exit_claimed_by_two_threads() {
+    let mut t = T::with_init();
+    t.apply(&[fork(10, tk(100, 100, 1)), clone(11, tk(100, 101, 1))]);
+    t.take();
+    t.apply(&[pexit(20, tk(100, 101, 1), 0, None)]);
+    assert!(t.take().is_empty());
+    t.apply(&[pexit(21, tk(100, 100, 1), 3, None)]);
+    assert_eq!(kinds(&t.take()), ["thread_exit:101", "exit:100"]);
+    assert!(!t.p(100).is_alive());
+    assert_eq!(t.e.held_exits(), 0);
+    let s = t.e.stats();
+    assert_eq!((s.held_exits, s.forced_exits, s.claimed_twice, s.stale), (1, 0, 1, 0));
+}
+
 #[test]
 fn held_exit_is_released_by_the_deadline() {
     let mut t = T::with_init();
