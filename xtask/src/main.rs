@@ -59,16 +59,13 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Benchmark: fork and thread storms, untraced vs traced by
-    /// `tracer events --json` (needs root).
-    Bench {
-        /// Seconds per workload run.
-        #[arg(long, default_value_t = 3.0)]
-        secs: f64,
-        /// Rounds (each one untraced run + one traced run) per workload.
-        #[arg(long, default_value_t = 5)]
-        rounds: u32,
-    },
+    /// Benchmark (needs root): fork, exec, thread and thread-burst storms,
+    /// unpinned and pinned to CPU 0, untraced vs traced by `tracer daemon` with
+    /// a subscriber, `tracer events --standalone`, bpftrace and `perf record`,
+    /// interleaved; ops/s ratios, events delivered and lost, kernel ns per
+    /// event (bpf_stats), CPU per event, daemon latency; then the start-up tree
+    /// and the engine benchmark. Writes target/bench/bench.md and bench.json.
+    Bench(bench::Args),
     /// The kernel matrix: the static tracer on Debian's 5.10, 6.1 and 6.12
     /// kernels under qemu and on this host, one table of cases (needs root).
     VmTest(vm::Args),
@@ -76,8 +73,11 @@ enum Task {
     #[command(hide = true)]
     BenchWorker {
         workload: bench::Workload,
-        #[arg(long, default_value_t = 3.0)]
+        #[arg(long, default_value_t = 2.0)]
         secs: f64,
+        /// Pin the worker (and its children) to this CPU.
+        #[arg(long)]
+        cpu: Option<usize>,
     },
     /// Internal: starts N idle threads, prints "ready", waits for stdin to close.
     #[command(hide = true)]
@@ -108,12 +108,12 @@ fn main() -> Result<()> {
         }
         Task::Run { debug, args } => run(debug, &args),
         Task::Test { args } => test(&args),
-        Task::Bench { secs, rounds } => bench::bench(secs, rounds),
+        Task::Bench(args) => bench::bench(&args),
         Task::VmTest(args) => {
             setup::setup()?;
             vm::vm_test(&args)
         }
-        Task::BenchWorker { workload, secs } => bench::worker(workload, secs),
+        Task::BenchWorker { workload, secs, cpu } => bench::worker(workload, secs, cpu),
         Task::HoldThreads { threads } => bench::hold_threads(threads),
         Task::VmAgent { tracer, cases } => vm::agent::run(&tracer, &cases),
         Task::VmWorker { args } => vm::agent::worker(&args),

@@ -196,6 +196,16 @@ pub fn vm_packages() -> Result<()> {
     apt_packages(is_root(), VM_PACKAGES, true)
 }
 
+/// Debian packages of the peers `cargo xtask bench` compares tracer with
+/// (installed by the bench only, not by `cargo xtask setup`).
+pub const BENCH_PACKAGES: &[&str] = &["bpftrace", "linux-perf"];
+
+/// What the bench needs beyond [`setup`]: bpftrace and perf, installed with
+/// apt (as root, without recommends) when missing.
+pub fn bench_packages() -> Result<()> {
+    apt_packages(is_root(), BENCH_PACKAGES, true)
+}
+
 /// The static (musl) target of the default toolchain, and musl-gcc for the C
 /// code some dependencies build (the allocator).
 fn static_target() -> Result<()> {
