@@ -211,6 +211,8 @@ fn start(column: Column, ctx: &Ctx) -> Result<Started> {
         }
         Column::Perf => {
             let output = dir.join("perf.data");
+            // Else perf renames the last one to perf.data.old.
+            let _ = fs::remove_file(&output);
             let (ctl, ack) = (dir.join("perf.ctl"), dir.join("perf.ack"));
             for fifo in [&ctl, &ack] {
                 mkfifo(fifo)?;

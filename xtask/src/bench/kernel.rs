@@ -179,6 +179,20 @@ pub fn cpu_ns(pid: u32) -> Result<u64> {
     Ok(ticks * (1_000_000_000 / clock_ticks_per_s()))
 }
 
+/// (steal, total) clock ticks of all CPUs from the text of /proc/stat (its
+/// `cpu` line: user nice system idle iowait irq softirq steal ...).
+pub fn parse_cpu_steal(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).map_while(|f| f.parse().ok()).collect();
+    // guest and guest_nice (9th, 10th) are already in user and nice.
+    Some((*v.get(7)?, v.iter().take(8).sum()))
+}
+
+/// All CPUs' (steal, total) ticks so far.
+pub fn cpu_steal() -> Option<(u64, u64)> {
+    parse_cpu_steal(&fs::read_to_string("/proc/stat").ok()?)
+}
+
 /// The kernel release (`uname -r`).
 pub fn release() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "?".into())
@@ -271,6 +285,14 @@ mod tests {
         assert_eq!(parse_proc_stat(stat).unwrap(), 325);
         assert!(parse_proc_stat("4242 (short) S 1").is_err());
         assert!(parse_proc_stat("garbage").is_err());
+    }
+
+    #[test]
+    fn steal() {
+        let stat = "cpu  100 5 50 800 10 1 2 32 7 0\ncpu0 50 2 25 400 5 0 1 16 0 0\nintr 1\n";
+        assert_eq!(parse_cpu_steal(stat), Some((32, 1000)));
+        assert_eq!(parse_cpu_steal("cpu  1 2 3\n"), None);
+        assert_eq!(parse_cpu_steal(""), None);
     }
 
     #[test]

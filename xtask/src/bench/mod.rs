@@ -153,6 +153,7 @@ pub fn bench(args: &Args) -> Result<()> {
 
     let mut rows: Vec<Row> = Vec::new();
     let mut stats_old = None;
+    let steal0 = kernel::cpu_steal();
     if !workloads.is_empty() {
         kernel::check_bpftool()?;
         let guard = kernel::BpfStatsGuard::enable()?;
@@ -207,13 +208,19 @@ pub fn bench(args: &Args) -> Result<()> {
         None
     };
 
+    // CPU time the hypervisor took from this VM while the bench ran: noise.
+    let steal = steal0
+        .zip(kernel::cpu_steal())
+        .and_then(|((s0, t0), (s1, t1))| (t1 > t0).then(|| 100.0 * s1.saturating_sub(s0) as f64 / (t1 - t0) as f64));
     // The whole report, printed and written.
     let mut md = format!(
         "# tracer bench\n\n- date: {date}\n- kernel: {release}\n- CPU: {cpu_model}, {cpus} CPUs\n\
          - runs: {} rounds x {} s per (workload, pinning, column), columns interleaved round-robin; \
-         kernel.bpf_stats_enabled=1 during the runs\n- took: {:.0} s\n\n",
+         kernel.bpf_stats_enabled=1 during the runs\n- CPU steal (time the hypervisor took) while the bench ran: {}\n\
+         - took: {:.0} s\n\n",
         args.rounds,
         args.secs,
+        steal.map_or("?".into(), |s| format!("{s:.1}%")),
         started.elapsed().as_secs_f64()
     );
     if !rows.is_empty() {
@@ -241,6 +248,7 @@ pub fn bench(args: &Args) -> Result<()> {
         "bpf_stats_enabled_before": stats_old,
         "peers_setup_error": peers_setup,
         "took_s": started.elapsed().as_secs_f64(),
+        "cpu_steal_percent": steal,
         "rows": rows.iter().map(report::row_json).collect::<Vec<_>>(),
         "startup": startup.as_ref().map(extras::Startup::json),
         "engine": engine.as_ref().map(extras::Engine::json),
