@@ -213,16 +213,19 @@ pub fn bench(args: &Args) -> Result<()> {
         .zip(kernel::cpu_steal())
         .and_then(|((s0, t0), (s1, t1))| (t1 > t0).then(|| 100.0 * s1.saturating_sub(s0) as f64 / (t1 - t0) as f64));
     // The whole report, printed and written.
-    let mut md = format!(
-        "# tracer bench\n\n- date: {date}\n- kernel: {release}\n- CPU: {cpu_model}, {cpus} CPUs\n\
-         - runs: {} rounds x {} s per (workload, pinning, column), columns interleaved round-robin; \
-         kernel.bpf_stats_enabled=1 during the runs\n- CPU steal (time the hypervisor took) while the bench ran: {}\n\
-         - took: {:.0} s\n\n",
-        args.rounds,
-        args.secs,
+    let mut md = format!("# tracer bench\n\n- date: {date}\n- kernel: {release}\n- CPU: {cpu_model}, {cpus} CPUs\n");
+    if !rows.is_empty() {
+        md.push_str(&format!(
+            "- runs: {} rounds x {} s per (workload, pinning, column), columns interleaved round-robin; \
+             kernel.bpf_stats_enabled=1 during the runs\n",
+            args.rounds, args.secs
+        ));
+    }
+    md.push_str(&format!(
+        "- CPU steal (time the hypervisor took) while the bench ran: {}\n- took: {:.0} s\n\n",
         steal.map_or("?".into(), |s| format!("{s:.1}%")),
         started.elapsed().as_secs_f64()
-    );
+    ));
     if !rows.is_empty() {
         md.push_str("## Cost of tracing, per workload\n\n");
         md.push_str(report::LEGEND);
