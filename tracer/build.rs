@@ -1,5 +1,5 @@
 //! Builds the kernel programs (tracer-ebpf) for the bpf target and leaves the object
-//! in OUT_DIR, where `src/bpf/loader.rs` embeds it with `include_bytes!`.
+//! in OUT_DIR, where `src/bpf/mod.rs` embeds it with `include_bytes_aligned!`.
 //!
 //! The nested build uses the pinned nightly (it needs `-Z build-std=core`) and
 //! bpf-linker; `cargo xtask setup` installs both.

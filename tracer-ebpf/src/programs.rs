@@ -237,50 +237,49 @@ fn read_bit(base: usize, bit: u32) -> bool {
     if bit == tracer_abi::OFFSET_MISSING {
         return false;
     }
-    (Direct::read::<u8>(base, bit / 8) >> (bit % 8)) & 1 != 0
+    (read::<u8>(base, bit / 8) >> (bit % 8)) & 1 != 0
 }
 
+/// Reads go through the helper here: the walk up the ancestors is a loop the
+/// verifier follows to its bound, and direct loads of pointers would make it
+/// look each one up in the kernel's BTF at every step (over a second of load
+/// time); it only runs for a process that leaves children behind.
+///
 /// The task the children of the exiting process `task` are reparented to, found as
 /// the kernel's find_new_reaper() does: the nearest ancestor in the same pid
 /// namespace that is a child subreaper with a live thread, else the namespace's
 /// init. 0 when the process has no children or is that init itself.
 #[inline(always)]
 fn find_reaper(task: usize) -> usize {
-    let dptr = |base: usize, off: u32| Direct::read::<u64>(base, off) as usize;
     let head = task + off!(task_struct_children) as usize;
-    let first = dptr(task, off!(task_struct_children));
+    let first = read_ptr(task, off!(task_struct_children));
     if first == 0 || first == head {
         return 0;
     }
-    let pid = dptr(task, off!(task_struct_thread_pid));
-    let level = Direct::read::<u32>(pid, off!(pid_level));
+    let pid = read_ptr(task, off!(task_struct_thread_pid));
+    let level = read::<u32>(pid, off!(pid_level));
     let upid_off = off!(pid_numbers).wrapping_add(level.min(32).wrapping_mul(off!(upid_size)));
-    // A run-time index: through the helper, and so is what is reached from it.
     let ns = read_ptr(pid, upid_off.wrapping_add(off!(upid_ns)));
     let child_reaper = read_ptr(ns, off!(pid_namespace_child_reaper));
-    let tgid = Direct::read::<u32>(task, off!(task_struct_tgid));
+    let tgid = read::<u32>(task, off!(task_struct_tgid));
     if read::<u32>(child_reaper, off!(task_struct_tgid)) == tgid {
         return 0;
     }
-    let signal = dptr(task, off!(task_struct_signal));
+    let signal = read_ptr(task, off!(task_struct_signal));
     if read_bit(signal, off!(signal_struct_has_child_subreaper_bit)) {
-        let mut r = dptr(task, off!(task_struct_real_parent));
+        let mut r = read_ptr(task, off!(task_struct_real_parent));
         let mut i = 0;
         while i < MAX_ANCESTORS {
-            let rpid = dptr(r, off!(task_struct_thread_pid));
-            if r == 0
-                || Direct::read::<u32>(rpid, off!(pid_level)) != level
-                || Direct::read::<u32>(r, off!(task_struct_tgid)) == 0
-            {
+            let rpid = read_ptr(r, off!(task_struct_thread_pid));
+            if r == 0 || read::<u32>(rpid, off!(pid_level)) != level || read::<u32>(r, off!(task_struct_tgid)) == 0 {
                 break;
             }
-            let rs = dptr(r, off!(task_struct_signal));
-            if read_bit(rs, off!(signal_struct_is_child_subreaper_bit))
-                && Direct::read::<i32>(rs, off!(signal_struct_live)) > 0
+            let rs = read_ptr(r, off!(task_struct_signal));
+            if read_bit(rs, off!(signal_struct_is_child_subreaper_bit)) && read::<i32>(rs, off!(signal_struct_live)) > 0
             {
                 return r;
             }
-            r = dptr(r, off!(task_struct_real_parent));
+            r = read_ptr(r, off!(task_struct_real_parent));
             i += 1;
         }
     }

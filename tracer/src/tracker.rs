@@ -23,8 +23,9 @@ const REPAIR_BACKOFF: Duration = Duration::from_millis(250);
 /// `TRACER_CGROUP_PRUNE_MS` overrides it (tests).
 const CGROUP_PRUNE: Duration = Duration::from_secs(60);
 
-/// How often held exits and lingering processes are looked at when idle.
-const TICK: Duration = Duration::from_millis(50);
+/// How often held exits and lingering processes are looked at when idle (each
+/// event looks at them too, so under load this never waits).
+const TICK: Duration = Duration::from_millis(250);
 
 /// What the tracker has to do next (see [`Tracker::next_input`]).
 #[derive(Debug)]

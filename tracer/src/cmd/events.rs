@@ -43,7 +43,7 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
     eprintln!("tracer: tracing process lifecycle events (Ctrl-C to stop)");
 
     let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout);
     let boot = clock::boot_epoch_ns();
     let mut printer = Printer::new(args.json, boot);
     let filter = args.stream_filter();
@@ -109,7 +109,7 @@ async fn stories(
     let mut told = Vec::new();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    let mut out = io::BufWriter::new(stdout);
     let mut finishing = false;
     loop {
         let step = if finishing {
@@ -176,7 +176,7 @@ async fn from_daemon(args: EventsArgs, mut client: Client) -> Result<ExitCode> {
         args.client.socket.display()
     );
     let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout);
     if !args.json && !args.containers {
         writeln!(out, "{}", output::text_header())?;
     }

@@ -34,6 +34,7 @@ pub async fn run(args: StatsArgs) -> Result<ExitCode> {
                 input = tracker.next_input() => { tracker.handle(input, &mut updates).await?; }
                 _ = tokio::time::sleep_until(end) => {}
             }
+            rates.roll(std::time::Instant::now());
             for u in &updates {
                 if let Update::Event(ev) = u {
                     rates.count(ev.body.name(), 1);

@@ -146,6 +146,7 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
             // never cancelled by a request arriving.
             input = tracker.next_input() => {
                 let step = tracker.handle(input, &mut updates).await?;
+                rates.roll(Instant::now());
                 if let Step::Lost { lost, total, ts_ns } = step {
                     rates.count("lost", lost);
                     let line = Line::Lost { ts_ns, lost, total };
@@ -284,24 +285,22 @@ async fn serve_client(conn: UnixStream, gid: Option<u32>, ask: mpsc::Sender<Ask>
             Ok(Reply::Line(l)) => w.write_all(&l).await?,
             Ok(Reply::Subscribed { first, mut lines, cut, latency }) => {
                 w.write_all(&first).await?;
-                let mut batch = Vec::with_capacity(WRITE_BATCH);
-                let mut stamps = Vec::with_capacity(1024);
+                let mut batch: Vec<Out> = Vec::with_capacity(1024);
                 while let Some(out) = lines.recv().await {
-                    // Everything already queued goes out with this line, in one write.
+                    // Everything already queued goes out with this line, in one
+                    // vectored write (the lines are not copied).
                     batch.clear();
-                    stamps.clear();
-                    let mut next = Some(out);
-                    while let Some(o) = next.take() {
-                        batch.extend_from_slice(&o.line);
-                        stamps.push(o.ts_ns);
-                        if batch.len() < WRITE_BATCH {
-                            next = lines.try_recv().ok();
-                        }
+                    batch.push(out);
+                    let mut bytes = batch[0].line.len();
+                    while bytes < WRITE_BATCH {
+                        let Ok(o) = lines.try_recv() else { break };
+                        bytes += o.line.len();
+                        batch.push(o);
                     }
-                    w.write_all(&batch).await?;
+                    write_all_vectored(&mut w, &batch).await?;
                     let now = clock::boot_now_ns();
                     if let Ok(mut l) = latency.lock() {
-                        stamps.iter().for_each(|&ts| l.record(ts, now));
+                        batch.iter().for_each(|o| l.record(o.ts_ns, now));
                     }
                 }
                 if cut.load(Ordering::Relaxed) {
@@ -313,6 +312,29 @@ async fn serve_client(conn: UnixStream, gid: Option<u32>, ask: mpsc::Sender<Ask>
             Err(_) => return Ok(()),
         }
     }
+}
+
+/// Writes every line of `batch`, with as few system calls as the socket takes.
+async fn write_all_vectored<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, batch: &[Out]) -> std::io::Result<()> {
+    // Where the write stands: line index and offset within it.
+    let (mut i, mut off) = (0, 0);
+    while i < batch.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&batch[i].line[off..])
+            .chain(batch[i + 1..].iter().take(1023).map(|o| &o.line[..]))
+            .map(std::io::IoSlice::new)
+            .collect();
+        let mut n = w.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while i < batch.len() && n >= batch[i].line.len() - off {
+            n -= batch[i].line.len() - off;
+            i += 1;
+            off = 0;
+        }
+        off += n;
+    }
+    Ok(())
 }
 
 fn to_line(v: &serde_json::Value) -> Vec<u8> {
@@ -471,7 +493,8 @@ fn format_line(
     match format {
         LineFormat::Json => as_json
             .get_or_insert_with(|| {
-                let mut v = Vec::with_capacity(512);
+                // Event lines are 500-900 bytes: room for one without regrowing.
+                let mut v = Vec::with_capacity(1024);
                 v.extend_from_slice(b"{\"event\":");
                 json.write(line, &mut v);
                 v.pop(); // the newline
@@ -544,15 +567,20 @@ pub struct Rates {
 }
 
 impl Rates {
+    /// Counts `n` events of `kind` in the current window.
     pub fn count(&mut self, kind: &'static str, n: u64) {
-        let now = Instant::now();
+        *self.current.entry(kind).or_default() += n;
+        *self.total.entry(kind).or_default() += n;
+    }
+
+    /// Starts a new window when the current one is a second old. Called once per
+    /// batch of events, not per event: reading the clock costs more than counting.
+    pub fn roll(&mut self, now: Instant) {
         let start = *self.window_start.get_or_insert(now);
         if now.duration_since(start) >= Duration::from_secs(1) {
             self.last = std::mem::take(&mut self.current);
             self.window_start = Some(now);
         }
-        *self.current.entry(kind).or_default() += n;
-        *self.total.entry(kind).or_default() += n;
     }
 }
 

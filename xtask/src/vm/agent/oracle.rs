@@ -8,7 +8,7 @@
 //! /proc had neither before nor after. What changed between the two reads raced with
 //! the tracer and is left out.
 //!
-//! Exceptions (as the integration tests have them, see tests/tree/oracle.rs): PID 1 may
+//! Exceptions (as the integration tests have them, see tests/support/oracle.rs): PID 1 may
 //! be hidden from BPF (some sandboxed VMs), so its threads are compared by count only,
 //! and a child it forked that has not exec'd yet may be missing; a kernel thread's /proc
 //! comm may be longer than the 15 bytes of `task->comm`.
