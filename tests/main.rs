@@ -6,6 +6,7 @@
 
 mod support;
 
+mod check;
 mod containers;
 mod daemon;
 mod events;
