@@ -24,8 +24,10 @@
 //! descendants stays visible as their exited ancestor.
 
 mod hash;
+mod invariants;
 mod model;
 mod names;
+mod query;
 mod snapshot;
 mod store;
 mod users;
@@ -263,10 +265,6 @@ fn parent_differs(p: &Process, t: &TaskInfo) -> bool {
 /// Most process boxes kept for reuse.
 const POOL_MAX: usize = 256;
 
-/// Longest parent chain walked by the ancestry queries (a guard against cycles
-/// left by lost events).
-const MAX_DEPTH: usize = 1 << 16;
-
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
         let users = UserTable::from_path(cfg.passwd.clone());
@@ -410,10 +408,6 @@ impl Engine {
     fn count_applied(&mut self, ev: Event, out: &mut Vec<Update>) {
         self.stats.applied.count(&ev.body);
         out.push(Update::Event(ev));
-    }
-
-    fn live_ref(&self, pid: u32) -> Option<ProcRef> {
-        self.procs.live_ref(pid)
     }
 
     /// Finds the process an event is about, closing an older one that held the pid.
@@ -1033,105 +1027,6 @@ impl Engine {
         self.lost > self.lost_repaired
     }
 
-    // ---------------------------------------------------------------- queries
-
-    /// The live process with `pid`, else the most recent exited one still kept.
-    pub fn process(&self, pid: u32) -> Option<&Process> {
-        if let Some(r) = self.live_ref(pid) {
-            return self.procs.get(&r);
-        }
-        self.procs.values().filter(|p| p.pid == pid).max_by_key(|p| p.start_ns)
-    }
-
-    /// The process with this identity, alive or exited.
-    pub fn get(&self, id: ProcRef) -> Option<&Process> {
-        self.procs.get(&id)
-    }
-
-    /// Every process in the model, alive or exited, in no order.
-    pub fn processes(&self) -> impl Iterator<Item = &Process> {
-        self.procs.values()
-    }
-
-    /// The host's pid namespace (that of the kernel threads), once a kernel thread
-    /// is known: processes in another one are in a container or a sandbox.
-    pub fn host_pidns(&self) -> Option<u32> {
-        (self.host_pidns != 0).then_some(self.host_pidns)
-    }
-
-    /// Every live process, in no order.
-    pub fn live_processes(&self) -> impl Iterator<Item = &Process> {
-        self.procs.live_values()
-    }
-
-    /// Processes in the model (alive or exited).
-    pub fn len(&self) -> usize {
-        self.procs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.procs.is_empty()
-    }
-
-    /// The children of `process(pid)`.
-    pub fn children(&self, pid: u32) -> impl Iterator<Item = &Process> {
-        self.process(pid).into_iter().flat_map(move |p| self.children_of(p))
-    }
-
-    /// The children of `p` in the model, in no order: the live ones (from its
-    /// index), then the exited ones still kept (found by a scan of the exited
-    /// processes, only when it has any).
-    pub fn children_of<'a>(&'a self, p: &'a Process) -> impl Iterator<Item = &'a Process> + 'a {
-        let id = p.id();
-        let exited = (p.exited_children > 0)
-            .then(|| self.procs.exited.values().filter(move |c| c.parent() == Some(id)))
-            .into_iter()
-            .flatten();
-        p.children.iter().filter_map(move |c| self.procs.get(c)).chain(exited)
-    }
-
-    /// The parent of `p`, when it is in the model.
-    pub fn parent_of(&self, p: &Process) -> Option<&Process> {
-        p.parent().filter(|&r| r != p.id()).and_then(|r| self.procs.get(&r))
-    }
-
-    /// Whether `process(pid)` descends from `process(ancestor_pid)` (strictly: a
-    /// process is not its own descendant), by the current parent chain.
-    pub fn is_descendant(&self, pid: u32, ancestor_pid: u32) -> bool {
-        match (self.process(pid), self.process(ancestor_pid)) {
-            (Some(p), Some(a)) => self.descends_from(p, a.id()),
-            _ => false,
-        }
-    }
-
-    /// Whether `p` descends from the process `ancestor` (by identity).
-    pub fn descends_from(&self, p: &Process, ancestor: ProcRef) -> bool {
-        let mut cur = p;
-        for _ in 0..MAX_DEPTH {
-            let Some(parent) = cur.parent() else { return false };
-            if parent == ancestor {
-                return true;
-            }
-            match self.procs.get(&parent) {
-                Some(pp) if pp.id() != cur.id() => cur = pp,
-                _ => return false,
-            }
-        }
-        false
-    }
-
-    /// Whether `p` is a root: no parent, or a parent not in the model.
-    pub fn is_root(&self, p: &Process) -> bool {
-        self.parent_of(p).is_none()
-    }
-
-    /// The roots of the forest, by pid (then start time).
-    pub fn roots(&self) -> Vec<&Process> {
-        let mut v: Vec<&Process> = self.procs.values().filter(|p| self.is_root(p)).collect();
-        v.sort_by_key(|p| (p.pid, p.start_ns));
-        v
-    }
-
     /// Process exits being held for late thread exits.
     pub fn held_exits(&self) -> usize {
         self.held.len()
@@ -1151,63 +1046,5 @@ impl Engine {
             degraded: self.degraded(),
             ..self.stats.clone()
         }
-    }
-
-    /// Checks the model's invariants (tests and debugging): thread count, live
-    /// index, children index both ways.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        let threads: usize = self.procs.values().map(|p| p.threads.len()).sum();
-        if threads != self.threads {
-            return Err(format!("thread count {} but {} threads in processes", self.threads, threads));
-        }
-        for (&pid, l) in &self.procs.live {
-            let p = &l.p;
-            if !p.is_alive() || p.pid != pid || p.start_ns != l.start_ns {
-                return Err(format!("{:?} is in the live map under pid {pid}", p.id()));
-            }
-        }
-        for p in self.procs.exited.values() {
-            if p.is_alive() || self.procs.exited.get(&p.id()).is_none_or(|q| !std::ptr::eq(p, q)) {
-                return Err(format!("{:?} is among the exited but not found there", p.id()));
-            }
-        }
-        let mut live_kids: FxHashMap<ProcRef, Vec<ProcRef>> = FxHashMap::default();
-        let mut exited_kids: FxHashMap<ProcRef, u32> = FxHashMap::default();
-        for p in self.procs.values() {
-            if !p.is_alive() && !p.threads.is_empty() {
-                return Err(format!("exited {:?} has threads", p.id()));
-            }
-            let Some(pr) = p.parent().filter(|&pr| pr != p.id()) else { continue };
-            if !self.procs.contains_key(&pr) {
-                if !self.pending.get(&pr).is_some_and(|v| v.contains(&p.id())) {
-                    return Err(format!("{:?} is not pending under its parent {pr:?}", p.id()));
-                }
-            } else if p.is_alive() {
-                live_kids.entry(pr).or_default().push(p.id());
-            } else {
-                *exited_kids.entry(pr).or_default() += 1;
-            }
-        }
-        for p in self.procs.values() {
-            let want = live_kids.get(&p.id()).map_or(&[][..], |v| &v[..]);
-            if p.children.len() != want.len() || want.iter().any(|c| !p.children.contains(*c)) {
-                return Err(format!("{:?} lists children {:?}, its live children are {want:?}", p.id(), p.children));
-            }
-            let n = exited_kids.get(&p.id()).copied().unwrap_or(0);
-            if p.exited_children != n {
-                return Err(format!("{:?} counts {} exited children, there are {n}", p.id(), p.exited_children));
-            }
-        }
-        for (pr, kids) in &self.pending {
-            if self.procs.contains_key(pr) {
-                return Err(format!("pending children of {pr:?}, which is in the model"));
-            }
-            for c in kids {
-                if self.procs.get(c).is_none_or(|cp| cp.parent() != Some(*pr)) {
-                    return Err(format!("pending child {c:?} of {pr:?} is not its child"));
-                }
-            }
-        }
-        Ok(())
     }
 }
