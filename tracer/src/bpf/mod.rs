@@ -340,13 +340,30 @@ fn refusal(name: &str, e: &aya::programs::ProgramError) -> String {
     why
 }
 
-/// Writes a verifier log to a new file in the temporary directory. The name is
-/// new (create_new: an existing file or link there is never followed or
-/// overwritten).
+/// Where verifier logs are kept: one file per program, replaced at each start,
+/// so that a kernel that refuses a program at every start leaves one file, not
+/// one per run.
+const VERIFIER_LOG_DIR: &str = "/run/tracer";
+
+/// Writes a verifier log to `VERIFIER_LOG_DIR/verifier-<program>.log`. The
+/// directory is root's (created 0750 if missing) and the file is opened without
+/// following a link, so nothing outside it is ever written.
 fn save_verifier_log(name: &str, log: &str) -> Option<std::path::PathBuf> {
     use std::io::Write;
-    let path = std::env::temp_dir().join(format!("tracer-verifier-{name}-{}.log", std::process::id()));
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).ok()?;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = std::path::Path::new(VERIFIER_LOG_DIR);
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir).ok()?;
+    }
+    let path = dir.join(format!("verifier-{name}.log"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .ok()?;
     f.write_all(log.as_bytes()).ok()?;
     Some(path)
 }
