@@ -1,4 +1,23 @@
-//! Converting the kernel's boot-clock timestamps to wall-clock time.
+//! The clocks, and the one place that turns the kernel's boot-clock timestamps
+//! into wall-clock text.
+//!
+//! Events carry CLOCK_BOOTTIME ns (it keeps counting through suspend, unlike
+//! CLOCK_MONOTONIC); adding [`boot_epoch_ns`] gives ns since the Unix epoch. Every
+//! view formats those through the three functions here, so that `tracer ps`,
+//! `tracer containers`, the event lines and the container stories agree:
+//!
+//! - [`format_time_ms`]: `HH:MM:SS.mmm`, local time (event and story lines).
+//! - [`format_start`]: START as `ps` shows it (procps' rules): `HH:MM` if it was
+//!   today, `MonDD` earlier this year, else the year; local time.
+//! - [`format_rfc3339`]: RFC 3339 UTC with ns, `2026-05-19T22:00:00.000000001Z`
+//!   (every `time` and `start_time` in JSON).
+//!
+//! Local time comes from jiff: `TZ` if set, else `/etc/localtime`, read at run
+//! time (so the static musl build, which has no libc time zone code worth the
+//! name, follows the host) and re-checked by jiff every few minutes. Each format
+//! has an inner function taking the zone, which the tests call with fixed ones.
+
+use jiff::{Timestamp, tz::TimeZone};
 
 /// Wall-clock time of boot, ns since the Unix epoch: CLOCK_REALTIME - CLOCK_BOOTTIME.
 pub fn boot_epoch_ns() -> i128 {
@@ -17,82 +36,158 @@ fn now(clock: libc::clockid_t) -> i128 {
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 
-/// Seconds as the C library's `time_t` (64 bits on every 64-bit Linux libc).
-#[cfg_attr(
-    target_env = "musl",
-    expect(deprecated, reason = "the libc crate warns of musl's 32-bit time_t, which 64-bit targets never had")
-)]
-fn time_t(secs: i128) -> libc::time_t {
-    secs as libc::time_t
+/// The local time zone: `TZ`, else `/etc/localtime`; UTC when neither names one
+/// (as the C library does). jiff caches it, so this is cheap enough per line.
+pub fn local_zone() -> TimeZone {
+    TimeZone::system()
 }
 
-/// Broken-down local time of `epoch_ns`.
-fn local(epoch_ns: i128) -> (libc::tm, u32) {
-    let secs = time_t(epoch_ns.div_euclid(1_000_000_000));
-    let nanos = epoch_ns.rem_euclid(1_000_000_000) as u32;
-    // SAFETY: an all-zero tm is valid; localtime_r fills it.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointers to a time_t and a tm we own.
-    unsafe { libc::localtime_r(&secs, &mut tm) };
-    (tm, nanos)
-}
-
-/// Local time's offset from UTC now, seconds.
-pub fn utc_offset_s() -> i32 {
-    let (tm, _) = local(now(libc::CLOCK_REALTIME));
-    tm.tm_gmtoff as i32
+/// The wall-clock instant of a boot-clock timestamp. Clamped to jiff's range
+/// (years -9999 to 9999), which only a corrupt timestamp could leave.
+pub fn wall(boot_epoch_ns: i128, ts_ns: u64) -> Timestamp {
+    let ns = boot_epoch_ns + i128::from(ts_ns);
+    Timestamp::from_nanosecond(ns).unwrap_or(if ns < 0 { Timestamp::MIN } else { Timestamp::MAX })
 }
 
 /// `HH:MM:SS.mmm` local time of a boot-clock timestamp.
 pub fn format_time_ms(boot_epoch_ns: i128, ts_ns: u64) -> String {
-    let (tm, nanos) = local(boot_epoch_ns + i128::from(ts_ns));
-    format!("{:02}:{:02}:{:02}.{:03}", tm.tm_hour, tm.tm_min, tm.tm_sec, nanos / 1_000_000)
+    time_ms_in(&local_zone(), wall(boot_epoch_ns, ts_ns))
 }
 
-/// `HH:MM` if today, else `MonDD`, as ps shows START.
+/// `HH:MM:SS.mmm` of `t` in `tz`.
+pub fn time_ms_in(tz: &TimeZone, t: Timestamp) -> String {
+    let d = tz.to_datetime(t);
+    format!("{:02}:{:02}:{:02}.{:03}", d.hour(), d.minute(), d.second(), d.millisecond())
+}
+
+/// START as `ps` shows it, local time, of a boot-clock timestamp, judged against
+/// the time now.
 pub fn format_start(boot_epoch_ns: i128, ts_ns: u64) -> String {
-    let (tm, _) = local(boot_epoch_ns + i128::from(ts_ns));
-    let (today, _) = local(now(libc::CLOCK_REALTIME));
-    if tm.tm_yday == today.tm_yday && tm.tm_year == today.tm_year {
-        format!("{:02}:{:02}", tm.tm_hour, tm.tm_min)
+    start_in(&local_zone(), wall(boot_epoch_ns, ts_ns), wall(boot_epoch_ns, boot_now_ns()))
+}
+
+/// START as `ps` shows it (procps' `pr_stime`): `HH:MM` if `t` is on the same
+/// day as `now` in `tz`, `MonDD` if in the same year, else the year.
+pub fn start_in(tz: &TimeZone, t: Timestamp, now: Timestamp) -> String {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let (d, today) = (tz.to_datetime(t), tz.to_datetime(now));
+    if d.year() != today.year() {
+        d.year().to_string()
+    } else if d.day_of_year() != today.day_of_year() {
+        // jiff's months are 1 to 12: the table cannot miss.
+        let month = usize::try_from(d.month() - 1).ok().and_then(|m| MONTHS.get(m)).copied().unwrap_or("???");
+        format!("{month}{:02}", d.day())
     } else {
-        const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-        format!("{}{:02}", MONTHS.get(tm.tm_mon as usize).copied().unwrap_or("???"), tm.tm_mday)
+        format!("{:02}:{:02}", d.hour(), d.minute())
     }
 }
 
-/// RFC 3339 UTC time of a boot-clock timestamp, with ns.
+/// RFC 3339 UTC time of a boot-clock timestamp, always with 9 digits of ns (the
+/// JSON writer caches all but those and the `Z` per second).
 pub fn format_rfc3339(boot_epoch_ns: i128, ts_ns: u64) -> String {
-    let t = boot_epoch_ns + i128::from(ts_ns);
-    let secs = time_t(t.div_euclid(1_000_000_000));
-    let nanos = t.rem_euclid(1_000_000_000);
-    // SAFETY: as in `local`.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointers.
-    unsafe { libc::gmtime_r(&secs, &mut tm) };
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        nanos
-    )
+    rfc3339(wall(boot_epoch_ns, ts_ns))
+}
+
+/// RFC 3339 UTC of `t`, with ns: `2026-05-19T22:00:00.000000001Z`.
+pub fn rfc3339(t: Timestamp) -> String {
+    format!("{t:.9}")
 }
 
 #[cfg(test)]
 mod tests {
+    use jiff::tz::{self, TimeZone};
+
+    use super::*;
+
+    const SEC: i128 = 1_000_000_000;
+    /// 2026-05-19T22:00:00Z.
+    const MAY19_22H: i128 = 1_779_228_000 * SEC;
+
+    fn at(epoch_ns: i128) -> Timestamp {
+        wall(epoch_ns, 0)
+    }
+
+    /// Central European Time with its summer time, as a POSIX TZ rule: no
+    /// zoneinfo files needed.
+    fn paris() -> TimeZone {
+        TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").expect("a valid POSIX TZ rule")
+    }
+
     #[test]
     fn boot_epoch_is_in_the_past() {
         let now = super::now(libc::CLOCK_REALTIME);
-        let boot = super::boot_epoch_ns();
+        let boot = boot_epoch_ns();
         assert!(boot > 0 && boot < now, "boot {boot} now {now}");
     }
 
     #[test]
-    fn rfc3339_of_epoch() {
-        assert_eq!(super::format_rfc3339(0, 1_500_000_000), "1970-01-01T00:00:01.500000000Z");
+    fn boot_clock_timestamps_add_to_the_boot_epoch() {
+        assert_eq!(wall(MAY19_22H, 1_500_000_000).as_nanosecond(), MAY19_22H + 1_500_000_000);
+        assert_eq!(wall(-5 * SEC, 2_000_000_000).as_nanosecond(), -3 * SEC);
+        assert_eq!(wall(i128::MAX / 2, 0), Timestamp::MAX);
+        assert_eq!(wall(i128::MIN / 2, 0), Timestamp::MIN);
+    }
+
+    #[test]
+    fn time_ms_in_a_zone() {
+        let t = at(MAY19_22H + 3_723 * SEC + 456_789_000);
+        assert_eq!(time_ms_in(&TimeZone::UTC, t), "23:02:03.456");
+        // Two hours east in May (summer time): past midnight already.
+        assert_eq!(time_ms_in(&paris(), t), "01:02:03.456");
+        assert_eq!(time_ms_in(&TimeZone::fixed(tz::offset(-5)), t), "18:02:03.456");
+        // Milliseconds are cut, not rounded.
+        assert_eq!(time_ms_in(&TimeZone::UTC, at(999_999_999)), "00:00:00.999");
+        assert_eq!(time_ms_in(&TimeZone::UTC, at(-1)), "23:59:59.999");
+    }
+
+    #[test]
+    fn start_like_ps() {
+        let utc = TimeZone::UTC;
+        // Now: 2026-05-20 10:30 UTC.
+        let now = at(MAY19_22H + (12 * 3600 + 30 * 60) * SEC);
+        assert_eq!(start_in(&utc, at(MAY19_22H + 12 * 3600 * SEC), now), "10:00");
+        assert_eq!(start_in(&utc, at(MAY19_22H + 2 * 3600 * SEC), now), "00:00");
+        assert_eq!(start_in(&utc, at(MAY19_22H + 3600 * SEC), now), "May19");
+        assert_eq!(start_in(&utc, at(MAY19_22H - 130 * 86_400 * SEC), now), "Jan09");
+        // 2025-12-31 23:00 UTC: the year before.
+        let new_year = 1_767_222_000 * SEC;
+        assert_eq!(start_in(&utc, at(new_year), now), "2025");
+        assert_eq!(start_in(&utc, at(new_year), at(new_year + 7200 * SEC)), "2025");
+        assert_eq!(start_in(&utc, at(new_year + 7200 * SEC), at(new_year + 7200 * SEC)), "01:00");
+        // Local time: in Paris 2025-12-31 23:00 UTC is already new year's day.
+        assert_eq!(start_in(&paris(), at(new_year), at(new_year + 7200 * SEC)), "00:00");
+        // And in Paris 2026-05-19 22:00 UTC is the 20th, 00:00: today.
+        assert_eq!(start_in(&paris(), at(MAY19_22H), now), "00:00");
+        assert_eq!(start_in(&paris(), at(MAY19_22H - SEC), now), "May19");
+    }
+
+    #[test]
+    fn start_follows_summer_time_of_the_day_it_names() {
+        // 2026-03-29 is the day Paris moves to summer time at 01:00 UTC. A process
+        // from 00:30 UTC (01:30 CET) seen at 12:00 UTC (14:00 CEST): the offset of
+        // its own moment, not of now.
+        let spring = 1_774_742_400 * SEC; // 2026-03-29T00:00:00Z
+        let now = at(spring + 12 * 3600 * SEC);
+        assert_eq!(start_in(&paris(), at(spring + 1800 * SEC), now), "01:30");
+        assert_eq!(start_in(&paris(), at(spring + 3 * 3600 * SEC), now), "05:00");
+    }
+
+    #[test]
+    fn rfc3339_utc_with_ns() {
+        assert_eq!(format_rfc3339(0, 1_500_000_000), "1970-01-01T00:00:01.500000000Z");
+        assert_eq!(format_rfc3339(MAY19_22H, 1), "2026-05-19T22:00:00.000000001Z");
+        assert_eq!(format_rfc3339(MAY19_22H, 0), "2026-05-19T22:00:00.000000000Z");
+        assert_eq!(format_rfc3339(-1, 0), "1969-12-31T23:59:59.999999999Z");
+        assert_eq!(rfc3339(at(1_700_000_000_123_456_789)), "2023-11-14T22:13:20.123456789Z");
+    }
+
+    #[test]
+    fn local_formats_use_the_local_zone() {
+        // Whatever this machine's zone, the wrappers and the inner functions agree.
+        let boot = boot_epoch_ns();
+        let ts = boot_now_ns();
+        let tz = local_zone();
+        assert_eq!(format_time_ms(boot, ts), time_ms_in(&tz, wall(boot, ts)));
+        assert_eq!(format_start(boot, ts), start_in(&tz, wall(boot, ts), wall(boot, ts)));
     }
 }

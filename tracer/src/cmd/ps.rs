@@ -102,7 +102,7 @@ pub fn render_options(show_exited: bool) -> RenderOptions {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     RenderOptions {
         boot_epoch_ns: clock::boot_epoch_ns(),
-        utc_offset_s: clock::utc_offset_s(),
+        tz: clock::local_zone(),
         now_ns: clock::boot_now_ns(),
         page_size: if page > 0 { page as u64 } else { 4096 },
         show_exited,

@@ -1,6 +1,6 @@
 //! Text and JSON views of the engine's model for `tracer ps`. Pure functions: no
-//! I/O, no clock reads; the caller passes the times and the local UTC offset, and
-//! the containers (see [`containers`]).
+//! I/O, no clock reads; the caller passes the times and the local time zone, and
+//! the containers (see [`containers`]). Times are formatted by [`crate::clock`].
 //!
 //! - [`forest_in`]: `ps afxuww`-like: `USER PID NSPID PPID NLWP START [TIME] [RSS]
 //!   COMMAND`, children indented under their parent with `\_ ` as `ps f` does. A
@@ -32,19 +32,22 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
+use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
+use crate::clock;
 use crate::engine::{Engine, Process};
 use crate::event::ProcRef;
 pub use containers::{Containers, Known, NameCache};
 
 /// What the caller knows of time and memory, for START, TIME and RSS.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RenderOptions {
     /// Wall-clock time of boot, ns since the epoch: CLOCK_REALTIME - CLOCK_BOOTTIME.
     pub boot_epoch_ns: i128,
-    /// Local time's offset from UTC, seconds (`tm_gmtoff` of localtime_r).
-    pub utc_offset_s: i32,
+    /// The local time zone START is shown in ([`clock::local_zone`]); each time
+    /// with the offset of its own moment (summer time or not).
+    pub tz: TimeZone,
     /// The boot clock now, ns: START shows HH:MM for processes started today,
     /// `MonDD` for earlier ones this year, else the year (as ps does).
     pub now_ns: u64,
@@ -56,7 +59,7 @@ pub struct RenderOptions {
 
 impl Default for RenderOptions {
     fn default() -> Self {
-        RenderOptions { boot_epoch_ns: 0, utc_offset_s: 0, now_ns: 0, page_size: 4096, show_exited: true }
+        RenderOptions { boot_epoch_ns: 0, tz: TimeZone::UTC, now_ns: 0, page_size: 4096, show_exited: true }
     }
 }
 
@@ -329,50 +332,9 @@ fn exited_suffix(p: &Process) -> String {
     }
 }
 
-/// Days since 1970-01-01 -> (year, month 1-12, day 1-31).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Seconds since the epoch, local time, of a boot-clock timestamp.
-fn local_secs(opts: &RenderOptions, ts_ns: u64) -> i64 {
-    let ns = opts.boot_epoch_ns + i128::from(ts_ns);
-    (ns.div_euclid(1_000_000_000) as i64) + i64::from(opts.utc_offset_s)
-}
-
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-/// START as ps shows it: `HH:MM` if the process started today, `MonDD` if this
-/// year, else the year. Local time.
-pub fn format_start(opts: &RenderOptions, start_ns: u64) -> String {
-    let t = local_secs(opts, start_ns);
-    let now = local_secs(opts, opts.now_ns);
-    let (day, now_day) = (t.div_euclid(86_400), now.div_euclid(86_400));
-    if day == now_day {
-        let s = t.rem_euclid(86_400);
-        return format!("{:02}:{:02}", s / 3600, s % 3600 / 60);
-    }
-    let (y, m, d) = civil_from_days(day);
-    let (ny, _, _) = civil_from_days(now_day);
-    if y == ny { format!("{}{:02}", MONTHS[(m - 1) as usize], d) } else { y.to_string() }
-}
-
-/// RFC 3339 UTC time of a boot-clock timestamp, to the ns.
-pub fn format_rfc3339(boot_epoch_ns: i128, ts_ns: u64) -> String {
-    let ns = boot_epoch_ns + i128::from(ts_ns);
-    let secs = ns.div_euclid(1_000_000_000) as i64;
-    let frac = ns.rem_euclid(1_000_000_000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z", s / 3600, s % 3600 / 60, s % 60)
+/// START of a process or thread, as ps shows it (see [`clock::start_in`]).
+fn start_cell(opts: &RenderOptions, start_ns: u64) -> String {
+    clock::start_in(&opts.tz, clock::wall(opts.boot_epoch_ns, start_ns), clock::wall(opts.boot_epoch_ns, opts.now_ns))
 }
 
 /// CPU time as ps u shows it: `M:SS`.
@@ -470,7 +432,7 @@ pub fn forest_in(
             ns_pid_cell(p, host),
             p.ppid.to_string(),
             p.nlwp().to_string(),
-            format_start(opts, p.start_ns),
+            start_cell(opts, p.start_ns),
         ];
         if usage {
             match &p.usage {
@@ -560,7 +522,7 @@ pub fn threads_in(
                 th.tid.to_string(),
                 if nspid == "-" { "-".to_string() } else { th.ns_tid.to_string() },
                 p.nlwp().to_string(),
-                format_start(opts, th.start_ns),
+                start_cell(opts, th.start_ns),
                 cmd.clone(),
             ]);
         }
@@ -582,7 +544,7 @@ pub fn process_json_in(row: &Row<'_>, container: Option<&Known>, opts: &RenderOp
     json!({
         "pid": p.pid,
         "start_ns": p.start_ns,
-        "start_time": format_rfc3339(opts.boot_epoch_ns, p.start_ns),
+        "start_time": clock::format_rfc3339(opts.boot_epoch_ns, p.start_ns),
         "ppid": p.ppid,
         "parent_start_ns": p.parent_start_ns,
         "spawned_by": (p.spawned_by.pid != 0).then_some(p.spawned_by),
