@@ -380,7 +380,6 @@ impl Started {
                 m.notes.push(format!("{} exited with {status} after SIGINT (stderr: {})", p.name, p.stderr_tail(2)));
             }
         }
-        let comms = [worker.comm.as_str(), worker::EXEC_PATH.rsplit('/').next().unwrap_or("true")];
         match self.column {
             Column::Untraced => {}
             Column::Daemon => {
@@ -392,7 +391,7 @@ impl Started {
                 m.lost = count::summary_lost(&self.procs[0].1.stderr).or(m.delivery.lost);
             }
             Column::Bpftrace => {
-                m.delivery = count::peer_file(&self.output, count::bpftrace_line, worker.pid, &comms)?;
+                m.delivery = count::peer_file(&self.output, count::bpftrace_line, workload, worker.pid, &worker.comm)?;
                 // Its `Lost N events` lines go to stdout (the file), or stderr.
                 let on_stderr: u64 = self.procs[0]
                     .1
@@ -421,7 +420,7 @@ impl Started {
                     String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
                 );
                 fs::write(&text, &out.stdout).with_context(|| format!("writing {}", text.display()))?;
-                m.delivery = count::peer_file(&text, count::perf_line, worker.pid, &comms)?;
+                m.delivery = count::peer_file(&text, count::perf_line, workload, worker.pid, &worker.comm)?;
                 m.lost = Some(m.delivery.lost.unwrap_or(0));
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 if let Some(chunks) = stderr.lines().find(|l| l.contains("lost") && l.contains("chunks")) {

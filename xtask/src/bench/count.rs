@@ -198,8 +198,14 @@ pub fn perf_line(line: &str) -> Line {
 }
 
 /// Counts the worker's events among a peer's lines (see the module doc).
-/// `comms`: the worker's comm and that of the program it execs.
-pub fn peer(lines: impl Iterator<Item = String>, parse: fn(&str) -> Line, worker: u32, comms: &[&str]) -> Delivery {
+/// `worker_comm`: the worker's comm (its forked children's and threads' too).
+pub fn peer(
+    lines: impl Iterator<Item = String>,
+    parse: fn(&str) -> Line,
+    workload: Workload,
+    worker: u32,
+    worker_comm: &str,
+) -> Delivery {
     let mut d = Delivery::default();
     let mut records = Vec::new();
     for line in lines {
@@ -213,7 +219,7 @@ pub fn peer(lines: impl Iterator<Item = String>, parse: fn(&str) -> Line, worker
     // Forks first, in a pass of their own: a child's exit may be printed before
     // its fork (other CPU, other buffer). A child's exec and exit count at most
     // as many times as the worker made that pid (pids are reused, fast on a
-    // busy host).
+    // busy host: a burst run wraps pid_max several times).
     let mut children: HashMap<u32, u64> = HashMap::new();
     let mut forks = 0;
     for r in &records {
@@ -224,9 +230,11 @@ pub fn peer(lines: impl Iterator<Item = String>, parse: fn(&str) -> Line, worker
             forks += 1;
         }
     }
-    // perf names a task it has no comm for `:TID`.
-    let ours =
-        |r: &Record| children.contains_key(&r.tid) && (comms.contains(&r.comm.as_str()) || r.comm.starts_with(':'));
+    // The exec'd children's exec and exit bear the program's name; the forked
+    // children and the threads the worker's. perf names a task it has no comm
+    // for `:TID`.
+    let comm = if workload == Workload::Exec { super::worker::exec_comm() } else { worker_comm };
+    let ours = |r: &Record| children.contains_key(&r.tid) && (r.comm == comm || r.comm.starts_with(':'));
     let capped = |kind: Kind| -> u64 {
         let mut per_child: HashMap<u32, u64> = HashMap::new();
         for r in records.iter().filter(|r| r.kind == kind && ours(r)) {
@@ -234,7 +242,8 @@ pub fn peer(lines: impl Iterator<Item = String>, parse: fn(&str) -> Line, worker
         }
         per_child.iter().map(|(tid, n)| (*n).min(children[tid])).sum()
     };
-    for (name, n) in [("fork", forks), ("exec", capped(Kind::Exec)), ("exit", capped(Kind::Exit))] {
+    let execs = if workload == Workload::Exec { capped(Kind::Exec) } else { 0 };
+    for (name, n) in [("fork", forks), ("exec", execs), ("exit", capped(Kind::Exit))] {
         if n > 0 {
             d.by_kind.insert(name.to_owned(), n);
         }
@@ -242,8 +251,14 @@ pub fn peer(lines: impl Iterator<Item = String>, parse: fn(&str) -> Line, worker
     d
 }
 
-pub fn peer_file(path: &Path, parse: fn(&str) -> Line, worker: u32, comms: &[&str]) -> Result<Delivery> {
-    Ok(peer(read_lines(path)?, parse, worker, comms))
+pub fn peer_file(
+    path: &Path,
+    parse: fn(&str) -> Line,
+    workload: Workload,
+    worker: u32,
+    worker_comm: &str,
+) -> Result<Delivery> {
+    Ok(peer(read_lines(path)?, parse, workload, worker, worker_comm))
 }
 
 /// The number after the last `lost` in the tracer's stderr summary
@@ -335,30 +350,39 @@ mod tests {
 
     #[test]
     fn peer_counts() {
-        // Worker 100 (xtask) forks 101 and 102; 102's exit comes before its fork;
-        // 103 is someone else's child; a reused 101 by another program exits too.
+        // Worker 100 forks 101 and 102, which exec; 102's exit comes before its
+        // fork; 103 is someone else's child; 101 reused by another program, and
+        // by another `true`, exits too.
         let text = "\
 exit 102 102 true
-fork 100 100 101 xtask
+fork 100 100 101 bench-worker
 exec 101 101 true
 exit 101 101 true
-fork 100 100 102 xtask
+fork 100 100 102 bench-worker
+exec 102 102 true
 fork 50 50 103 bash
 exit 103 103 bash
 exec 101 101 sshd
+exec 101 101 true
+exit 101 101 true
 Lost 5 events
 Attaching 3 probes...";
-        let d = peer(lines(text), bpftrace_line, 100, &["xtask", "true"]);
-        assert_eq!(d.by_kind, BTreeMap::from([("fork".into(), 2), ("exec".into(), 1), ("exit".into(), 2)]));
-        assert_eq!((d.lost, d.lines, d.unparsed), (Some(5), 10, 1));
-        // 101 reused by another process of the same comm: counted once.
+        let d = peer(lines(text), bpftrace_line, Workload::Exec, 100, "bench-worker");
+        assert_eq!(d.by_kind, BTreeMap::from([("fork".into(), 2), ("exec".into(), 2), ("exit".into(), 2)]));
+        assert_eq!((d.lost, d.lines, d.unparsed), (Some(5), 13, 1));
+        // Forked children exit under the worker's comm.
+        let d = peer(lines(text), bpftrace_line, Workload::Fork, 100, "bench-worker");
+        assert_eq!(d.by_kind, BTreeMap::from([("fork".into(), 2)]));
         let text = "fork 100 100 101 bench-worker\nexit 101 101 bench-worker\nexit 101 101 bench-worker\n";
-        let d = peer(lines(text), bpftrace_line, 100, &["bench-worker", "true"]);
+        let d = peer(lines(text), bpftrace_line, Workload::Fork, 100, "bench-worker");
         assert_eq!(d.by_kind, BTreeMap::from([("fork".into(), 1), ("exit".into(), 1)]));
-        // Threads: clone as fork by the worker, exit of the thread (tid) in the worker (pid).
-        let text = "fork 100 100 110 xtask\nexit 100 110 xtask\nexit 100 100 xtask\n";
-        let d = peer(lines(text), bpftrace_line, 100, &["xtask", "true"]);
-        assert_eq!(d.delivered(), 2);
+        // Threads: clone as fork by the worker, exit of the thread (tid) in the
+        // worker (pid); a `true` that got a thread's tid after it is not counted,
+        // neither its exec nor its exit; perf's `:TID` comm is.
+        let text = "fork 100 100 110 bench-worker\nexit 100 110 bench-worker\nexit 100 100 bench-worker\n\
+                    fork 100 100 111 bench-worker\nexit 100 111 :111\nexec 110 110 true\nexit 110 110 true\n";
+        let d = peer(lines(text), bpftrace_line, Workload::Burst, 100, "bench-worker");
+        assert_eq!(d.by_kind, BTreeMap::from([("fork".into(), 2), ("exit".into(), 2)]));
         assert_eq!(d.lost, None);
     }
 

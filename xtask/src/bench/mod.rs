@@ -147,17 +147,28 @@ pub fn bench(args: &Args) -> Result<()> {
     worker::prepare(&dir)?;
     procs::catch_interrupts();
 
-    let date = report::utc(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
     let (cpu_model, cpus) = kernel::cpu_model(&fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
-    let release = kernel::release();
-
-    let mut rows: Vec<Row> = Vec::new();
-    let mut stats_old = None;
-    let steal0 = kernel::cpu_steal();
+    let mut rep = Report {
+        date: report::utc(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
+        release: kernel::release(),
+        cpu_model,
+        cpus,
+        args: args.clone(),
+        columns: columns.clone(),
+        rows_planned: workloads.len() * Pinning::ALL.len(),
+        stats_old: None,
+        peers_setup: peers_setup.clone(),
+        started,
+        steal0: kernel::cpu_steal(),
+        rows: Vec::new(),
+        startup: None,
+        engine: None,
+        done: false,
+    };
     if !workloads.is_empty() {
         kernel::check_bpftool()?;
         let guard = kernel::BpfStatsGuard::enable()?;
-        stats_old = Some(guard.old().to_owned());
+        rep.stats_old = Some(guard.old().to_owned());
         let mut health = Health::default();
         for c in &columns {
             if let Some(prog) = c.program()
@@ -186,91 +197,163 @@ pub fn bench(args: &Args) -> Result<()> {
                 println!();
                 print!("{}", report::table(&row, args.rounds));
                 std::io::stdout().flush().ok();
-                rows.push(row);
+                rep.rows.push(row);
+                // What is done so far stays, should a later part fail.
+                rep.write(&dir)?;
             }
         }
         drop(guard);
     }
 
-    let startup = if parts.contains(&Part::Startup) {
+    // The start-up tree and the engine: a failure is reported, and the rest kept.
+    if parts.contains(&Part::Startup) {
         procs::check_interrupted()?;
-        let s = extras::startup(&tracer, extras::STARTUP_THREADS, args.rounds.max(3))?;
-        println!();
-        print!("{}", s.markdown());
-        Some(s)
-    } else {
-        None
-    };
-    let engine = if parts.contains(&Part::Engine) {
+        let s = extras::startup(&tracer, extras::STARTUP_THREADS, args.rounds.max(3));
         procs::check_interrupted()?;
-        Some(extras::engine()?)
-    } else {
-        None
-    };
-
-    // CPU time the hypervisor took from this VM while the bench ran: noise.
-    let steal = steal0
-        .zip(kernel::cpu_steal())
-        .and_then(|((s0, t0), (s1, t1))| (t1 > t0).then(|| 100.0 * s1.saturating_sub(s0) as f64 / (t1 - t0) as f64));
-    // The whole report, printed and written.
-    let mut md = format!("# tracer bench\n\n- date: {date}\n- kernel: {release}\n- CPU: {cpu_model}, {cpus} CPUs\n");
-    if !rows.is_empty() {
-        md.push_str(&format!(
-            "- runs: {} rounds x {} s per (workload, pinning, column), columns interleaved round-robin; \
-             kernel.bpf_stats_enabled=1 during the runs\n",
-            args.rounds, args.secs
-        ));
-    }
-    md.push_str(&format!(
-        "- CPU steal (time the hypervisor took) while the bench ran: {}\n- took: {:.0} s\n\n",
-        steal.map_or("?".into(), |s| format!("{s:.1}%")),
-        started.elapsed().as_secs_f64()
-    ));
-    if !rows.is_empty() {
-        md.push_str("## Cost of tracing, per workload\n\n");
-        md.push_str(report::LEGEND);
-        md.push_str("\n\n");
-        for row in &rows {
-            md.push_str(&report::table(row, args.rounds));
+        if let Ok(s) = &s {
+            println!();
+            print!("{}", s.markdown());
         }
+        rep.startup = Some(s.map_err(|e| format!("{e:#}")));
     }
-    if let Some(s) = &startup {
-        md.push_str(&s.markdown());
+    if parts.contains(&Part::Engine) {
+        procs::check_interrupted()?;
+        let e = extras::engine();
+        procs::check_interrupted()?;
+        rep.engine = Some(e.map_err(|e| format!("{e:#}")));
     }
-    if let Some(e) = &engine {
-        md.push_str(&e.markdown());
-    }
-    let doc = json!({
-        "date": date,
-        "kernel": release,
-        "cpu_model": cpu_model,
-        "cpus": cpus,
-        "secs": args.secs,
-        "rounds": args.rounds,
-        "columns": columns.iter().map(|c| json!({"key": c.key(), "label": c.label()})).collect::<Vec<_>>(),
-        "bpf_stats_enabled_before": stats_old,
-        "peers_setup_error": peers_setup,
-        "took_s": started.elapsed().as_secs_f64(),
-        "cpu_steal_percent": steal,
-        "rows": rows.iter().map(report::row_json).collect::<Vec<_>>(),
-        "startup": startup.as_ref().map(extras::Startup::json),
-        "engine": engine.as_ref().map(extras::Engine::json),
-    });
-    let md_path = dir.join("bench.md");
-    let json_path = dir.join("bench.json");
-    fs::write(&md_path, &md).with_context(|| format!("bench: writing {}", md_path.display()))?;
-    fs::write(&json_path, serde_json::to_string_pretty(&doc)? + "\n")
-        .with_context(|| format!("bench: writing {}", json_path.display()))?;
+    rep.done = true;
+    let (md_path, json_path) = rep.write(&dir)?;
     println!();
     println!("{}", "=".repeat(80));
-    print!("{md}");
+    print!("{}", rep.markdown());
     println!(
         "bench: written {} and {} ({:.0} s)",
         md_path.display(),
         json_path.display(),
         started.elapsed().as_secs_f64()
     );
+    let failed: Vec<&str> =
+        [rep.startup.as_ref().and_then(|r| r.as_ref().err()), rep.engine.as_ref().and_then(|r| r.as_ref().err())]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+    if !failed.is_empty() {
+        bail!("{} (the other results are in {})", failed.join("; "), md_path.display());
+    }
     Ok(())
+}
+
+/// Everything the bench found; written after each row and at the end.
+struct Report {
+    date: String,
+    release: String,
+    cpu_model: String,
+    cpus: usize,
+    args: Args,
+    columns: Vec<Column>,
+    rows_planned: usize,
+    stats_old: Option<String>,
+    peers_setup: Option<String>,
+    started: Instant,
+    /// (steal, total) CPU ticks when the runs began.
+    steal0: Option<(u64, u64)>,
+    rows: Vec<Row>,
+    startup: Option<Result<extras::Startup, String>>,
+    engine: Option<Result<extras::Engine, String>>,
+    /// All parts ran (else the report is partial).
+    done: bool,
+}
+
+impl Report {
+    /// CPU time the hypervisor took from this VM while the bench ran: noise.
+    fn steal(&self) -> Option<f64> {
+        self.steal0
+            .zip(kernel::cpu_steal())
+            .and_then(|((s0, t0), (s1, t1))| (t1 > t0).then(|| 100.0 * s1.saturating_sub(s0) as f64 / (t1 - t0) as f64))
+    }
+
+    fn markdown(&self) -> String {
+        let mut md = format!(
+            "# tracer bench{}\n\n- date: {}\n- kernel: {}\n- CPU: {}, {} CPUs\n",
+            if self.done {
+                String::new()
+            } else {
+                format!(" (partial: {} of {} tables so far)", self.rows.len(), self.rows_planned)
+            },
+            self.date,
+            self.release,
+            self.cpu_model,
+            self.cpus
+        );
+        if !self.rows.is_empty() {
+            md.push_str(&format!(
+                "- runs: {} rounds x {} s per (workload, pinning, column), columns interleaved round-robin; \
+                 kernel.bpf_stats_enabled=1 during the runs\n",
+                self.args.rounds, self.args.secs
+            ));
+        }
+        md.push_str(&format!(
+            "- CPU steal (time the hypervisor took) while the bench ran: {}\n- took: {:.0} s\n\n",
+            self.steal().map_or("?".into(), |s| format!("{s:.1}%")),
+            self.started.elapsed().as_secs_f64()
+        ));
+        if !self.rows.is_empty() {
+            md.push_str("## Cost of tracing, per workload\n\n");
+            md.push_str(report::LEGEND);
+            md.push_str("\n\n");
+            for row in &self.rows {
+                md.push_str(&report::table(row, self.args.rounds));
+            }
+        }
+        match &self.startup {
+            Some(Ok(s)) => md.push_str(&s.markdown()),
+            Some(Err(e)) => md.push_str(&format!("## Start-up tree\n\nfailed: {e}\n\n")),
+            None => {}
+        }
+        match &self.engine {
+            Some(Ok(e)) => md.push_str(&e.markdown()),
+            Some(Err(e)) => md.push_str(&format!("## Engine\n\nfailed: {e}\n\n")),
+            None => {}
+        }
+        md
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let part = |r: Option<Result<serde_json::Value, &String>>| match r {
+            None => serde_json::Value::Null,
+            Some(Ok(v)) => v,
+            Some(Err(e)) => json!({"error": e}),
+        };
+        json!({
+            "partial": !self.done,
+            "date": self.date,
+            "kernel": self.release,
+            "cpu_model": self.cpu_model,
+            "cpus": self.cpus,
+            "secs": self.args.secs,
+            "rounds": self.args.rounds,
+            "columns": self.columns.iter().map(|c| json!({"key": c.key(), "label": c.label()})).collect::<Vec<_>>(),
+            "bpf_stats_enabled_before": self.stats_old,
+            "peers_setup_error": self.peers_setup,
+            "took_s": self.started.elapsed().as_secs_f64(),
+            "cpu_steal_percent": self.steal(),
+            "rows": self.rows.iter().map(report::row_json).collect::<Vec<_>>(),
+            "startup": part(self.startup.as_ref().map(|r| r.as_ref().map(extras::Startup::json))),
+            "engine": part(self.engine.as_ref().map(|r| r.as_ref().map(extras::Engine::json))),
+        })
+    }
+
+    /// Writes bench.md and bench.json into `dir`; returns their paths.
+    fn write(&self, dir: &std::path::Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+        let md_path = dir.join("bench.md");
+        let json_path = dir.join("bench.json");
+        fs::write(&md_path, self.markdown()).with_context(|| format!("bench: writing {}", md_path.display()))?;
+        fs::write(&json_path, serde_json::to_string_pretty(&self.json())? + "\n")
+            .with_context(|| format!("bench: writing {}", json_path.display()))?;
+        Ok((md_path, json_path))
+    }
 }
 
 /// Every round of one (workload, pinning).

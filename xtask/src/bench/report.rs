@@ -276,6 +276,13 @@ pub fn table(row: &Row, rounds: u32) -> String {
         if s.rounds_ok > 0 && !s.errors.is_empty() {
             notes.push(format!("{}: {} of {rounds} rounds failed: {}", c.label(), s.errors.len(), s.errors.join("; ")));
         }
+        if s.delivered > s.made && c != Column::Untraced {
+            notes.push(format!(
+                "{}: {} more of the worker's events than it made (duplicate records?)",
+                c.label(),
+                thousands(s.delivered - s.made)
+            ));
+        }
         for n in &s.notes {
             notes.push(format!("{}: {n}", c.label()));
         }

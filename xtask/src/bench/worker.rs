@@ -29,6 +29,11 @@ use crate::util;
 
 /// The program the exec workload runs.
 pub const EXEC_PATH: &str = "/bin/true";
+/// The comm of the exec workload's children once they exec'd.
+pub fn exec_comm() -> &'static str {
+    EXEC_PATH.rsplit('/').next().unwrap_or(EXEC_PATH)
+}
+
 /// Threads per burst.
 pub const BURST: usize = 100;
 
