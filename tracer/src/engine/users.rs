@@ -14,7 +14,7 @@ use std::sync::{Arc, LazyLock, OnceLock};
 use super::hash::FxHashMap;
 
 /// The system's passwd file, whose table the whole process shares.
-pub const SYSTEM_PASSWD: &str = "/etc/passwd";
+const SYSTEM_PASSWD: &str = "/etc/passwd";
 
 /// uid -> user name from one passwd file, read at the first lookup. Clones share
 /// the table (and its one read of the file).
