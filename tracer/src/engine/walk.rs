@@ -8,7 +8,8 @@
 //! happened when. After a repair walk, [`Engine::reconcile`] ends what the walk
 //! should have found and did not.
 
-use super::{Engine, FxHashSet, Lookup, Origin, ProcRef, Thread, Update, Usage};
+use super::apply::{IfAbsent, refresh_leader};
+use super::{Engine, FxHashSet, GoneReason, Origin, ProcRef, Thread, Update, Usage, lines};
 use crate::event::{Argv, Body, Event, TaskInfo};
 
 /// What a walk found alive: the identities of processes and threads.
@@ -128,7 +129,7 @@ impl Engine {
     }
 
     /// A process found by a walk.
-    fn insert_walked(&mut self, t: &TaskInfo, ts: u64, out: &mut Vec<Update>) -> ProcRef {
+    pub(super) fn insert_walked(&mut self, t: &TaskInfo, ts: u64, out: &mut Vec<Update>) -> ProcRef {
         let user = self.user_for(t);
         let p = self.new_process(t, Origin::Snapshot, user);
         let r = self.insert_process(p, false);
@@ -139,101 +140,91 @@ impl Engine {
         r
     }
 
+    /// A snapshot event outside a walk: then "its process has live threads" can
+    /// only come from the model.
+    pub(super) fn on_lone_snapshot(&mut self, ev: Event, out: &mut Vec<Update>) {
+        let t = &ev.task;
+        let live_threads = self
+            .live_ref(t.pid)
+            .filter(|r| r.start_ns == t.proc_start_ns)
+            .and_then(|r| self.procs.get(&r))
+            .is_some_and(|p| p.threads.iter().any(|th| th.tid != t.tid));
+        self.on_snapshot(ev, None, live_threads, out);
+    }
+
     /// Applies one snapshot event. `live_threads`: its process has a task that is
     /// not exiting. `seen` collects what the walk found alive.
-    pub(super) fn on_snapshot(
-        &mut self,
-        ev: Event,
-        seen: Option<&mut Seen>,
-        live_threads: bool,
-        out: &mut Vec<Update>,
-    ) {
-        let task = ev.task;
-        let t = &task;
-        let zombie = matches!(ev.body, Body::Snapshot { zombie: true, .. });
+    fn on_snapshot(&mut self, ev: Event, seen: Option<&mut Seen>, live_threads: bool, out: &mut Vec<Update>) {
+        let t = ev.task;
         if t.exiting {
-            if !zombie {
+            if !matches!(ev.body, Body::Snapshot { zombie: true, .. }) {
                 // In do_exit now: its exit event is on the way or applied. Not gone.
                 if let Some(s) = seen {
                     s.threads.insert((t.tid, t.start_ns));
                     if t.is_leader() {
-                        s.procs.insert(proc_ref(t));
+                        s.procs.insert(proc_ref(&t));
                     }
                 }
-                return;
+            } else if t.is_leader() && live_threads {
+                self.on_zombie_leader(ev, seen, out);
             }
-            if !(t.is_leader() && live_threads) {
-                return;
-            }
-            // A zombie leader (pthread_exit of main) whose threads live on: the
-            // process stays, its leader thread is gone.
-            let r = match self.lookup(t, ev.ts_ns, out) {
-                Lookup::Stale => {
-                    self.stats.stale += 1;
-                    return;
-                }
-                Lookup::Absent => self.insert_walked(t, ev.ts_ns, out),
-                Lookup::Live(r) => r,
-            };
-            if let Some(p) = self.procs.get_mut(&r)
-                && let Some(th) = p.threads.remove(t.tid)
-            {
-                self.threads -= 1;
-                if self.repairing {
-                    self.stats.repairs.removed_threads += 1;
-                }
-                out.push(Update::ThreadGone { proc: r, tid: th.tid, start_ns: th.start_ns, ts_ns: ev.ts_ns });
-            }
-            self.refresh_leader(r, t);
-            self.sync_parent(r, t, ev.ts_ns, out);
-            if let Some(s) = seen {
-                s.procs.insert(r);
-            }
-            self.count_applied(ev, out);
             return;
         }
-
-        let r = match self.lookup(t, ev.ts_ns, out) {
-            Lookup::Stale => {
-                self.stats.stale += 1;
-                return;
-            }
-            Lookup::Absent => self.insert_walked(t, ev.ts_ns, out),
-            Lookup::Live(r) => r,
-        };
-        let walk = self.walk_gen;
-        let repairing = self.repairing;
-        if let Some(p) = self.procs.get_mut(&r)
-            && let Body::Snapshot { utime_ns, stime_ns, rss_pages, exe, argv, .. } = &ev.body
-        {
-            if p.threads.insert(Thread::of(t, t.comm)).is_none() {
-                self.threads += 1;
-                if repairing {
-                    self.stats.repairs.added_threads += 1;
+        const LINES: u8 = lines::THREADS | lines::TREE;
+        let Some(r) = self.target::<LINES>(&t, ev.ts_ns, IfAbsent::Walked, out) else { return };
+        let (walk, repairing) = (self.walk_gen, self.repairing);
+        let added = self.change(r, ev, out, |p, ev, parts| {
+            let mut added = false;
+            if let Body::Snapshot { utime_ns, stime_ns, rss_pages, exe, argv, .. } = &ev.body {
+                added = parts.add_thread(p, Thread::of(&t, t.comm));
+                // exe: the exec'd file name when an exec was seen; else the walk's base name.
+                if p.exe.is_none() && !exe.is_empty() {
+                    p.exe = Some(parts.names.get(exe));
+                }
+                merge_argv(&mut p.argv, argv);
+                let u = p.usage.get_or_insert_with(Box::default);
+                if u.walk != walk {
+                    **u = Usage { walk, ..Usage::default() };
+                }
+                u.utime_ns += utime_ns;
+                u.stime_ns += stime_ns;
+                u.rss_pages = u.rss_pages.max(*rss_pages);
+                if !t.is_leader() && p.threads.len() == 1 && !p.threads.contains(p.pid) {
+                    // Only a non-leader known so far: its comm stands in for the process's.
+                    p.comm = t.comm;
                 }
             }
-            // exe: the exec'd file name when an exec was seen; else the walk's base name.
-            if p.exe.is_none() && !exe.is_empty() {
-                p.exe = Some(self.names.get(exe));
+            refresh_leader(p, &t, parts.users);
+            added
+        });
+        if added == Some(true) && repairing {
+            self.stats.repairs.added_threads += 1;
+        }
+        if let Some(s) = seen {
+            s.procs.insert(r);
+            s.threads.insert((t.tid, t.start_ns));
+        }
+    }
+
+    /// A zombie leader (pthread_exit of main) whose threads live on: the process
+    /// stays, its leader thread is gone.
+    fn on_zombie_leader(&mut self, ev: Event, seen: Option<&mut Seen>, out: &mut Vec<Update>) {
+        let t = &ev.task;
+        const LINES: u8 = lines::THREADS | lines::TREE;
+        let Some(r) = self.target::<LINES>(t, ev.ts_ns, IfAbsent::Walked, out) else { return };
+        if let Some(p) = self.procs.get_mut(&r)
+            && let Some(th) = p.threads.remove(t.tid)
+        {
+            self.threads -= 1;
+            if self.repairing {
+                self.stats.repairs.removed_threads += 1;
             }
-            merge_argv(&mut p.argv, argv);
-            let u = p.usage.get_or_insert_with(Box::default);
-            if u.walk != walk {
-                **u = Usage { walk, ..Usage::default() };
-            }
-            u.utime_ns += utime_ns;
-            u.stime_ns += stime_ns;
-            u.rss_pages = u.rss_pages.max(*rss_pages);
-            if !t.is_leader() && p.threads.len() == 1 && !p.threads.contains(p.pid) {
-                // Only a non-leader known so far: its comm stands in for the process's.
-                p.comm = t.comm;
-            }
+            out.push(Update::ThreadGone { proc: r, tid: th.tid, start_ns: th.start_ns, ts_ns: ev.ts_ns });
         }
         self.refresh_leader(r, t);
         self.sync_parent(r, t, ev.ts_ns, out);
         if let Some(s) = seen {
             s.procs.insert(r);
-            s.threads.insert((t.tid, t.start_ns));
         }
         self.count_applied(ev, out);
     }
@@ -254,14 +245,7 @@ impl Engine {
             }
             if !seen.has_process(r) {
                 self.stats.repairs.removed_processes += 1;
-                if let Some(i) = self.held.iter().position(|h| h.proc == r) {
-                    let h = self.held.swap_remove(i);
-                    self.recompute_deadline();
-                    self.finish_exit(h.ev, out);
-                } else {
-                    out.push(Update::Gone { proc: r, reason: super::GoneReason::NotInWalk, ts_ns: walk_start_ts });
-                    self.end_process(r, None, walk_start_ts, None, out);
-                }
+                self.end_unseen(r, GoneReason::NotInWalk, walk_start_ts, out);
                 continue;
             }
             let gone: Vec<Thread> = p
