@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{Engine, KeyedVec, Origin, ProcState, Process, Thread, Update};
+use super::{Engine, Origin, ProcState, Process, Thread, Update};
 use crate::event::{Argv, Comm, ProcRef, TaskInfo};
 
 impl Engine {
@@ -21,9 +21,9 @@ impl Engine {
         self.new_process_with(t, origin, user, None, Argv::default())
     }
 
-    /// [`Engine::new_process`] running `exe` with `argv`. A recycled box is filled
-    /// in field by field: its vectors keep their room, and what it shared was let
-    /// go of already.
+    /// [`Engine::new_process`] running `exe` with `argv`. A recycled box (a new
+    /// one when there is none) is filled in field by field: its vectors keep their
+    /// room, and what it shared was let go of already.
     pub(super) fn new_process_with(
         &mut self,
         t: &TaskInfo,
@@ -33,44 +33,17 @@ impl Engine {
         argv: Argv,
     ) -> Box<Process> {
         let (ppid, parent_start_ns) = if t.ppid == 0 { (0, 0) } else { (t.ppid, t.parent_start_ns) };
-        let spawned_by = ProcRef { pid: ppid, start_ns: parent_start_ns };
         if t.kthread && self.host_pidns == 0 {
             self.host_pidns = t.pidns;
         }
-        let Some(mut b) = self.pool.pop() else {
-            return Box::new(Process {
-                pid: t.pid,
-                start_ns: t.proc_start_ns,
-                ppid,
-                parent_start_ns,
-                spawned_by,
-                uid: t.uid,
-                gid: t.gid,
-                user,
-                comm: t.comm,
-                exe,
-                argv,
-                threads: KeyedVec::default(),
-                children: KeyedVec::default(),
-                exited_children: 0,
-                cgroup_id: t.cgroup_id,
-                pidns: t.pidns,
-                mntns: t.mntns,
-                ns_pid: t.ns_pid,
-                kthread: t.kthread,
-                origin,
-                state: ProcState::Alive,
-                usage: None,
-                exit_held: false,
-            });
-        };
+        let mut b = self.pool.pop().unwrap_or_default();
         let p = &mut *b;
         debug_assert!(p.threads.is_empty() && p.children.is_empty() && p.exe.is_none() && p.user.is_none());
         p.pid = t.pid;
         p.start_ns = t.proc_start_ns;
         p.ppid = ppid;
         p.parent_start_ns = parent_start_ns;
-        p.spawned_by = spawned_by;
+        p.spawned_by = ProcRef { pid: ppid, start_ns: parent_start_ns };
         p.uid = t.uid;
         p.gid = t.gid;
         p.user = user;
