@@ -6,7 +6,8 @@
 //! [`Engine::apply_snapshot`], which applies both in time order: each snapshot
 //! event is the task as it was when the walk visited it, each live event what
 //! happened when. After a repair walk, [`Engine::reconcile`] ends what the walk
-//! should have found and did not.
+//! should have found and did not. A snapshot event handed to [`Engine::apply`]
+//! alone, outside a walk, is applied the same way.
 
 use super::apply::{IfAbsent, refresh_leader};
 use super::{Engine, FxHashSet, GoneReason, Origin, ProcRef, Thread, Update, Usage, lines};
