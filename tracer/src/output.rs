@@ -202,8 +202,11 @@ impl JsonWriter {
         JsonWriter { boot_epoch_ns, cached_sec: i128::MIN, cached_prefix: String::new() }
     }
 
-    /// RFC 3339 UTC time of a boot-clock timestamp, with ns.
-    fn time(&mut self, ts_ns: u64) -> String {
+    /// RFC 3339 UTC time of a boot-clock timestamp, with ns, on the stack: the
+    /// date and time to the second come from the cache, the nanoseconds are
+    /// written digit by digit (formatting machinery and a heap string per event
+    /// cost more than the rest of the line).
+    fn time(&mut self, ts_ns: u64) -> TimeText {
         let t = self.boot_epoch_ns + i128::from(ts_ns);
         let sec = t.div_euclid(1_000_000_000);
         if sec != self.cached_sec {
@@ -211,7 +214,19 @@ impl JsonWriter {
             self.cached_prefix = full[..full.len() - 11].to_string();
             self.cached_sec = sec;
         }
-        format!("{}.{:09}Z", self.cached_prefix, t.rem_euclid(1_000_000_000))
+        let mut out = TimeText { buf: [0; TIME_TEXT_MAX], len: 0 };
+        let prefix = self.cached_prefix.as_bytes();
+        let n = prefix.len().min(TIME_TEXT_MAX - 11);
+        out.buf[..n].copy_from_slice(&prefix[..n]);
+        out.buf[n] = b'.';
+        let mut nanos = t.rem_euclid(1_000_000_000) as u32;
+        for i in (n + 1..n + 10).rev() {
+            out.buf[i] = b'0' + (nanos % 10) as u8;
+            nanos /= 10;
+        }
+        out.buf[n + 10] = b'Z';
+        out.len = n + 11;
+        out
     }
 
     /// Appends one JSON object and a newline to `out`.
@@ -264,10 +279,32 @@ impl JsonWriter {
     }
 }
 
+/// Longest RFC 3339 text `time` makes (years up to 9999: 30 bytes).
+const TIME_TEXT_MAX: usize = 40;
+
+/// An RFC 3339 time, kept on the stack.
+struct TimeText {
+    buf: [u8; TIME_TEXT_MAX],
+    len: usize,
+}
+
+impl TimeText {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and punctuation are ever written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl Serialize for TimeText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// One event as a flat JSON object: common fields, then the kind's own.
 struct JsonEvent<'a> {
     ev: &'a Event,
-    time: String,
+    time: TimeText,
 }
 
 impl Serialize for JsonEvent<'_> {
@@ -342,7 +379,7 @@ fn argv_entries<M: serde::ser::SerializeMap>(m: &mut M, argv: &Argv) -> Result<(
 #[derive(Serialize)]
 struct JsonReparent {
     kind: &'static str,
-    time: String,
+    time: TimeText,
     ts_ns: u64,
     pid: u32,
     proc_start_ns: u64,
@@ -356,7 +393,7 @@ struct JsonReparent {
 #[derive(Serialize)]
 struct JsonRepaired {
     kind: &'static str,
-    time: String,
+    time: TimeText,
     ts_ns: u64,
     pid: u32,
     proc_start_ns: u64,
@@ -370,7 +407,7 @@ struct JsonRepaired {
 #[derive(Serialize)]
 struct JsonLost {
     kind: &'static str,
-    time: String,
+    time: TimeText,
     ts_ns: u64,
     lost: u64,
     total: u64,
@@ -392,7 +429,7 @@ mod tests {
         let boot = 1_700_000_000_123_456_789i128;
         let mut w = JsonWriter::new(boot);
         for ts in [0u64, 5, 999_999_999, 1_000_000_000, 86_400_000_000_123] {
-            assert_eq!(w.time(ts), clock::format_rfc3339(boot, ts), "ts {ts}");
+            assert_eq!(w.time(ts).as_str(), clock::format_rfc3339(boot, ts), "ts {ts}");
         }
     }
 }

@@ -182,15 +182,30 @@ async fn from_daemon(args: EventsArgs, mut client: Client) -> Result<ExitCode> {
     }
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     loop {
-        let v = tokio::select! {
-            v = client.next() => v?,
+        // Flush only when no further line is waiting: one write per batch.
+        if !client.has_buffered() && out.flush().is_err() {
+            // stdout is gone (e.g. piped into head): stop quietly.
+            return Ok(ExitCode::SUCCESS);
+        }
+        let line = tokio::select! {
+            l = client.next_line() => l?,
             _ = stop.wait() => break,
         };
-        let Some(v) = v else {
+        let Some(line) = line else {
             eprintln!("tracer: the daemon closed the stream");
             break;
         };
-        let v = client::check(v)?;
+        let v = match line {
+            client::Line::Event { kind, json } => {
+                // Passed on as the daemon wrote it (already escaped JSON).
+                *counts.entry(intern(kind)).or_default() += 1;
+                if out.write_all(json).and_then(|()| out.write_all(b"\n")).is_err() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                continue;
+            }
+            client::Line::Other(v) => client::check(v)?,
+        };
         if let Some(missed) = v.get("missed").and_then(Value::as_u64) {
             // This client fell behind the daemon: say so, in the stream's own form.
             *counts.entry("missed").or_default() += missed;
@@ -215,9 +230,6 @@ async fn from_daemon(args: EventsArgs, mut client: Client) -> Result<ExitCode> {
             let kind = v.get("kind").and_then(Value::as_str).unwrap_or("?");
             *counts.entry(intern(kind)).or_default() += 1;
             writeln!(out, "{text}")?;
-        }
-        if out.flush().is_err() {
-            return Ok(ExitCode::SUCCESS);
         }
     }
     let _ = out.flush();

@@ -140,6 +140,7 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
     let mut lat = Latencies::default();
     let boot = clock::boot_epoch_ns();
     let mut json = output::JsonWriter::new(boot);
+    let mut bufs = LineBufs::default();
     loop {
         tokio::select! {
             // Only the wait is inside select!: applying (perhaps a repair walk) is
@@ -150,7 +151,7 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
                 if let Step::Lost { lost, total, ts_ns } = step {
                     rates.count("lost", lost);
                     let line = Line::Lost { ts_ns, lost, total };
-                    broadcast(&mut subs, &line, &mut json, boot);
+                    broadcast(&mut subs, &line, &mut json, &mut bufs, boot);
                 }
                 let now = clock::boot_now_ns();
                 for u in &updates {
@@ -161,7 +162,7 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
                         }
                     }
                     stories.update(&tracker.engine, &tracker.cgroups, u);
-                    dispatch(&mut subs, &tracker, u, &mut json, boot);
+                    dispatch(&mut subs, &tracker, u, &mut json, &mut bufs, boot);
                 }
                 updates.clear();
                 stories.tick(clock::boot_now_ns(), &mut told);
@@ -425,7 +426,14 @@ fn answer(
 }
 
 /// Sends one update to every subscriber that wants it, formatting it once per format.
-fn dispatch(subs: &mut Vec<Subscriber>, tracker: &Tracker, u: &Update, json: &mut output::JsonWriter, boot: i128) {
+fn dispatch(
+    subs: &mut Vec<Subscriber>,
+    tracker: &Tracker,
+    u: &Update,
+    json: &mut output::JsonWriter,
+    bufs: &mut LineBufs,
+    boot: i128,
+) {
     let engine = &tracker.engine;
     if subs.is_empty() {
         return;
@@ -437,7 +445,7 @@ fn dispatch(subs: &mut Vec<Subscriber>, tracker: &Tracker, u: &Update, json: &mu
         if s.scope.as_mut().is_some_and(|sc| !sc.admits(engine, &tracker.cgroups, u)) {
             continue;
         }
-        let bytes = format_line(&line, s.format, &mut as_json, &mut as_text, json, boot);
+        let bytes = format_line(&line, s.format, &mut as_json, &mut as_text, json, bufs, boot);
         push(s, bytes, ts_of(u));
     }
     subs.retain(|s| !s.tx.is_closed());
@@ -474,12 +482,24 @@ fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: i128) {
 }
 
 /// Sends a line that concerns everyone (a loss notice).
-fn broadcast(subs: &mut [Subscriber], line: &Line<'_>, json: &mut output::JsonWriter, boot: i128) {
+fn broadcast(subs: &mut [Subscriber], line: &Line<'_>, json: &mut output::JsonWriter, bufs: &mut LineBufs, boot: i128) {
     let (mut a, mut b) = (None, None);
     for s in subs.iter_mut() {
-        let bytes = format_line(line, s.format, &mut a, &mut b, json, boot);
+        let bytes = format_line(line, s.format, &mut a, &mut b, json, bufs, boot);
         push(s, bytes, 0);
     }
+}
+
+/// Bytes a line arena is allocated by: lines are cut from it, and it is
+/// allocated anew once the lines of the last one are all still queued.
+const ARENA: usize = 256 << 10;
+
+/// Where JSON lines are made: a reused scratch buffer and the arena the lines
+/// are cut from.
+#[derive(Default)]
+pub struct LineBufs {
+    scratch: Vec<u8>,
+    arena: bytes::BytesMut,
 }
 
 fn format_line(
@@ -488,18 +508,25 @@ fn format_line(
     as_json: &mut Option<Bytes>,
     as_text: &mut Option<Bytes>,
     json: &mut output::JsonWriter,
+    bufs: &mut LineBufs,
     boot: i128,
 ) -> Bytes {
     match format {
         LineFormat::Json => as_json
             .get_or_insert_with(|| {
-                // Event lines are 500-900 bytes: room for one without regrowing.
-                let mut v = Vec::with_capacity(1024);
-                v.extend_from_slice(b"{\"event\":");
-                json.write(line, &mut v);
-                v.pop(); // the newline
-                v.extend_from_slice(b"}\n");
-                Bytes::from(v)
+                // Written once into a reused buffer, then copied into a shared arena
+                // whose lines are handed out without an allocation each.
+                let LineBufs { scratch, arena } = bufs;
+                scratch.clear();
+                scratch.extend_from_slice(b"{\"event\":");
+                json.write(line, scratch);
+                scratch.pop(); // the newline
+                scratch.extend_from_slice(b"}\n");
+                if arena.capacity() - arena.len() < scratch.len() {
+                    arena.reserve(ARENA.max(scratch.len()));
+                }
+                arena.extend_from_slice(scratch);
+                arena.split().freeze()
             })
             .clone(),
         LineFormat::Text => as_text
