@@ -51,7 +51,7 @@ const LOST_POLL: Duration = Duration::from_millis(100);
 /// How soon the ring buffer is drained again after a drain that found records
 /// (the kernel side wakes the reader only once much is waiting): events reach
 /// the tree within a few ms under load.
-const DRAIN_BUSY: Duration = Duration::from_millis(4);
+const DRAIN_BUSY: Duration = Duration::from_millis(2);
 /// The longest wait between drains when nothing comes: each empty drain doubles
 /// the wait up to this. An idle host costs a handful of wake-ups a second (each
 /// is tens of µs of CPU on a virtual machine), and a lone event waits at most this.
