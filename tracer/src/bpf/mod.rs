@@ -176,32 +176,7 @@ impl Kernel {
         features.rename = loaded.iter().any(|(n, _)| *n == abi::prog::RENAME);
         features.cgroup_moves = loaded.iter().any(|(n, _)| *n == abi::prog::CGROUP_ATTACH);
 
-        // The task iterator: the best variant this kernel takes.
-        let mut iter = None;
-        for &(name, kind) in ITERATORS {
-            let prog: &mut Iter = ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("the task iterator {name} is missing from the eBPF object"))?
-                .try_into()?;
-            match prog.load("task", &btf) {
-                Ok(()) => {
-                    features.iterator = kind;
-                    iter = Some(name);
-                    break;
-                }
-                Err(e) => {
-                    let why = refusal(name, &e);
-                    log::info!("the kernel refused the task iterator {name} ({why}); trying the next");
-                    features.refused.push((name.to_string(), why));
-                }
-            }
-        }
-        if iter.is_none() {
-            log::warn!(
-                "no task iterator loaded: processes that existed before tracer started will not be seen (`tracer check` tells why)"
-            );
-        }
-
+        let iter = load_iterator(&mut ebpf, &btf, &mut features)?;
         for (name, tp) in loaded {
             let prog: &mut BtfTracePoint = ebpf
                 .program_mut(name)
@@ -300,6 +275,32 @@ impl Kernel {
         }
         Ok(snap)
     }
+}
+
+/// Loads the best task iterator this kernel takes (see [`ITERATORS`]) and notes
+/// it, and the refusals of better ones, in `features`. `None`: none loaded.
+fn load_iterator(ebpf: &mut Ebpf, btf: &aya::Btf, features: &mut features::Features) -> Result<Option<&'static str>> {
+    for &(name, kind) in ITERATORS {
+        let prog: &mut Iter = ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("the task iterator {name} is missing from the eBPF object"))?
+            .try_into()?;
+        match prog.load("task", btf) {
+            Ok(()) => {
+                features.iterator = kind;
+                return Ok(Some(name));
+            }
+            Err(e) => {
+                let why = refusal(name, &e);
+                log::info!("the kernel refused the task iterator {name} ({why}); trying the next");
+                features.refused.push((name.to_string(), why));
+            }
+        }
+    }
+    log::warn!(
+        "no task iterator loaded: processes that existed before tracer started will not be seen (`tracer check` tells why)"
+    );
+    Ok(None)
 }
 
 /// The fd of the loaded iterator program `name`.
