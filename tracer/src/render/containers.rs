@@ -1,40 +1,24 @@
 //! What the views show of containers: which container each process is in (from
-//! [`Attribution`], kernel data only), with the name and image the runtime's
-//! on-disk state gives, and a cache of those lookups for the long-running views
-//! (the daemon, `tracer watch`) so that no frame reads files.
+//! the shared [`Attribution`], kernel data only) with its name and image, and how
+//! a container is labelled and written as JSON. Rendering only: the rules, the
+//! name cache and the `Container` type itself are in `crate::container`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::container::{ContainerRef, Pod, Qos, Runtime, is_hex_id};
-use crate::containers::{Attribution, Enricher};
+use crate::container::{Attribution, Cgroups, ContainerRef, Pod, Qos, Runtime};
 use crate::engine::{Engine, Process};
-use crate::tracker::Cgroups;
 
-/// A container as the views show it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Known {
-    pub container: ContainerRef,
-    /// Name and image, from the runtime's state on disk when readable.
-    pub name: Option<String>,
-    pub image: Option<String>,
-}
+/// The views' name for the one container type (kept so their imports need nothing).
+pub use crate::container::Container as Known;
+/// The name cache moved to `container/names.rs`; these paths stay for the views.
+pub use crate::container::{NameCache, REFRESH_FOUND, RETRY_MISSING};
 
+/// How the views show a container (its identity is in `container/mod.rs`).
 impl Known {
-    /// The id as shown: 12 characters for a runtime's 64-hex-digit ids, else the
-    /// whole id (a name given to ctr or runc).
-    pub fn display_id(&self) -> &str {
-        self.container.short_id()
-    }
-
-    /// The name when known, else the id as shown.
-    pub fn short_name(&self) -> &str {
-        self.name.as_deref().filter(|n| !n.is_empty()).unwrap_or_else(|| self.display_id())
-    }
-
     /// `docker 1a2b3c4d5e6f web-a tracer-it-busybox:1`, then `pod UID` or `ns NAMESPACE`
     /// when there is one.
     pub fn label(&self) -> String {
@@ -52,20 +36,6 @@ impl Known {
             s.push_str(ns);
         }
         s
-    }
-
-    /// Whether `q` names this container: its short id, a prefix of its id (at least
-    /// one character), or its name.
-    pub fn matches(&self, q: &str) -> bool {
-        let q = q.trim();
-        if q.is_empty() {
-            return false;
-        }
-        let id = &self.container.id;
-        let lower = q.to_ascii_lowercase();
-        id.starts_with(q)
-            || (is_hex_id(id) && id.starts_with(&lower))
-            || self.name.as_deref().is_some_and(|n| n == q || n == q.trim_start_matches('/'))
     }
 
     /// The JSON object of `tracer ps --json`'s `container` field.
@@ -170,63 +140,5 @@ impl Containers {
     /// Whether no process is in a container.
     pub fn is_empty(&self) -> bool {
         self.by_cgroup.is_empty()
-    }
-}
-
-/// How long a container whose name could not be read waits before the next try.
-pub const RETRY_MISSING: Duration = Duration::from_secs(5);
-/// How long a name read stays (a container can be renamed).
-pub const REFRESH_FOUND: Duration = Duration::from_secs(60);
-
-#[derive(Debug)]
-struct Entry {
-    name: Option<String>,
-    image: Option<String>,
-    read_at: Instant,
-}
-
-/// [`Enricher`] lookups, cached per container id: a name found is read again after
-/// [`REFRESH_FOUND`], a missing one at most every [`RETRY_MISSING`].
-#[derive(Debug)]
-pub struct NameCache {
-    enricher: Enricher,
-    entries: HashMap<String, Entry>,
-    /// Lookups that went to the enricher (for tests and stats).
-    pub reads: u64,
-}
-
-impl NameCache {
-    pub fn new(enricher: Enricher) -> NameCache {
-        NameCache { enricher, entries: HashMap::new(), reads: 0 }
-    }
-
-    /// (name, image) of `c`, from the cache when fresh enough at `now`.
-    pub fn lookup_at(&mut self, c: &ContainerRef, now: Instant) -> (Option<String>, Option<String>) {
-        let stale = |e: &Entry| {
-            let max = if e.name.is_some() || e.image.is_some() { REFRESH_FOUND } else { RETRY_MISSING };
-            now.saturating_duration_since(e.read_at) >= max
-        };
-        if let Some(e) = self.entries.get(&c.id)
-            && !stale(e)
-        {
-            return (e.name.clone(), e.image.clone());
-        }
-        self.reads += 1;
-        let (name, image) = self.enricher.lookup(c);
-        self.entries.insert(c.id.clone(), Entry { name: name.clone(), image: image.clone(), read_at: now });
-        (name, image)
-    }
-
-    /// Keeps the entries of the container ids `keep` says yes to.
-    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
-        self.entries.retain(|id, _| keep(id));
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
