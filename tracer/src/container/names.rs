@@ -110,6 +110,13 @@ pub struct NameCache {
     pub reads: u64,
 }
 
+impl Default for NameCache {
+    /// A cache in front of the default [`Enricher`].
+    fn default() -> Self {
+        NameCache::new(Enricher::default())
+    }
+}
+
 impl NameCache {
     pub fn new(enricher: Enricher) -> NameCache {
         NameCache { enricher, entries: HashMap::new(), reads: 0 }
@@ -130,6 +137,27 @@ impl NameCache {
         let (name, image) = self.enricher.lookup(c);
         self.entries.insert(c.id.clone(), Entry { name: name.clone(), image: image.clone(), read_at: now });
         (name, image)
+    }
+
+    /// (name, image) of `c` for those that ask a few times per container and must
+    /// keep what they found (the stories: a stopped container's state may be gone
+    /// by its stop story): a name found is never read again, a missing one is read
+    /// at every call (the runtime may not have written it yet).
+    pub fn lookup_kept(&mut self, c: &ContainerRef) -> (Option<String>, Option<String>) {
+        if let Some(e) = self.entries.get(&c.id)
+            && (e.name.is_some() || e.image.is_some())
+        {
+            return (e.name.clone(), e.image.clone());
+        }
+        self.reads += 1;
+        let (name, image) = self.enricher.lookup(c);
+        self.entries.insert(c.id.clone(), Entry { name: name.clone(), image: image.clone(), read_at: Instant::now() });
+        (name, image)
+    }
+
+    /// Forgets container `id` (it is gone).
+    pub fn forget(&mut self, id: &str) {
+        self.entries.remove(id);
     }
 
     /// Keeps the entries of the container ids `keep` says yes to.

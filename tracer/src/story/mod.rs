@@ -25,8 +25,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    container::{self, ContainerRef},
-    containers::Enricher,
+    container::{self, ContainerRef, Enricher, NameCache},
     engine::{Engine, Update},
     event::{Body, Event, ExitStatus},
     tracker::Cgroups,
@@ -186,10 +185,9 @@ struct Stopping {
 /// Builds stories from the engine's updates.
 #[derive(Debug, Default)]
 pub struct Stories {
-    enrich: Enricher,
-    /// Names and images found for containers, kept for their stop (the runtime
-    /// may remove its state as the container goes).
-    names: HashMap<String, (Option<String>, Option<String>)>,
+    /// Names and images found for containers (the shared cache), kept for their
+    /// stop: the runtime may remove its state as the container goes.
+    names: NameCache,
     /// Starts being followed, by container id (as the runtime's argv names it).
     chains: HashMap<String, Chain>,
     /// Processes (pid) that belong to a start chain or are a container's shim.
@@ -230,19 +228,12 @@ fn runtime_command(args: &[String]) -> Option<(&str, String)> {
 impl Stories {
     /// Stories with names and images from `enrich`.
     pub fn new(enrich: Enricher) -> Stories {
-        Stories { enrich, ..Stories::default() }
+        Stories { names: NameCache::new(enrich), ..Stories::default() }
     }
 
     /// The container as a story names it: name and image looked up once.
     fn subject(&mut self, c: &ContainerRef, cgroup: Option<String>) -> Subject {
-        let (name, image) = match self.names.get(&c.id) {
-            Some((n, i)) if n.is_some() || i.is_some() => (n.clone(), i.clone()),
-            _ => {
-                let found = self.enrich.lookup(c);
-                self.names.insert(c.id.clone(), found.clone());
-                found
-            }
-        };
+        let (name, image) = self.names.lookup_kept(c);
         Subject {
             runtime: c.runtime,
             id: c.id.clone(),
@@ -271,14 +262,15 @@ impl Stories {
         if chain_id == Some(plain.id.as_str()) {
             return Some((plain, info.path.clone()));
         }
-        // Without a runtime's word for it: pid 1 of a pid namespace of its own, in a
-        // cgroup no host process shares (as `Attribution` has it).
+        // Without a runtime's word for it, the shared rule (pid 1 of a pid namespace
+        // of its own, in a cgroup no host process shares), told by this task itself:
+        // a story is about the container's pid 1.
         let host = engine.host_pidns()?;
-        let id = ev.task.cgroup_id;
-        let own = ev.task.ns_pid == 1
-            && ev.task.pidns != host
-            && !engine.live_processes().any(|p| p.cgroup_id == id && p.pidns == host);
-        own.then(|| (plain, info.path.clone()))
+        if ev.task.ns_pid != 1 || ev.task.pidns == host {
+            return None;
+        }
+        let c = container::cgroup_container(engine, cgroups, ev.task.cgroup_id, Some(&ev.task))?;
+        Some((c, info.path.clone()))
     }
 
     /// Follows one update (after the engine applied it).
@@ -518,7 +510,7 @@ impl Stories {
             let Some(s) = self.stopping.remove(&id) else { continue };
             let container = self.subject(&s.container, s.cgroup_path);
             // A stopped container's names are not needed any more.
-            self.names.remove(&id);
+            self.names.forget(&id);
             out.push(Story::ContainerStop(StopStory {
                 container,
                 ts_ns: s.ts_ns,
