@@ -13,6 +13,7 @@ pub mod engine;
 pub mod event;
 pub mod render;
 pub mod session;
+pub mod shutdown;
 pub mod story;
 pub mod stream;
 pub mod users;

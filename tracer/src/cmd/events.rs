@@ -23,6 +23,7 @@ use crate::{
         protocol::{LineFormat, Request},
     },
     output::{self, Line},
+    shutdown::Shutdown,
     story::Stories,
     stream::{self, ContainerScope},
     tracker::{self, Step, Tracker},
@@ -36,7 +37,7 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
     }
     // Handle Ctrl-C from before the "tracing" line on: a stop right after it
     // still ends with the summary.
-    let mut stop = Stop::new()?;
+    let mut stop = Shutdown::new()?;
     let mut updates = Vec::with_capacity(4096);
     let mut tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
     updates.clear(); // the start-up walk is state, not events
@@ -99,7 +100,7 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
 async fn stories(
     args: EventsArgs,
     mut tracker: Tracker,
-    mut stop: Stop,
+    mut stop: Shutdown,
     mut updates: Vec<crate::engine::Update>,
     boot: i128,
     scope: Option<ContainerScope>,
@@ -168,7 +169,7 @@ async fn stories(
 
 /// Prints a daemon subscription.
 async fn from_daemon(args: EventsArgs, mut client: Client) -> Result<ExitCode> {
-    let mut stop = Stop::new()?;
+    let mut stop = Shutdown::new()?;
     let format = if args.json { LineFormat::Json } else { LineFormat::Text };
     client.request(&Request::Subscribe { format, filter: args.stream_filter() }).await?;
     eprintln!(
@@ -280,26 +281,6 @@ fn summary(counts: &mut BTreeMap<&'static str, u64>, lost: u64, repairs: u64, ma
         "tracer: {total} events ({}); lost {lost}; repairs {repairs}; malformed {malformed}",
         if by_kind.is_empty() { "none".to_string() } else { by_kind.join(", ") },
     );
-}
-
-/// Ctrl-C or SIGTERM.
-struct Stop {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-}
-
-impl Stop {
-    fn new() -> Result<Stop> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Stop { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? })
-    }
-
-    async fn wait(&mut self) {
-        tokio::select! {
-            _ = self.int.recv() => {}
-            _ = self.term.recv() => {}
-        }
-    }
 }
 
 /// Formats lines as text or JSON into a reused buffer.

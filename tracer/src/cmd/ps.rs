@@ -70,7 +70,7 @@ pub async fn run(args: PsArgs) -> Result<ExitCode> {
     let grouping = Grouping { by_container: args.containers, container: args.container.clone() };
     let enrich = args.state.enricher();
     let cx = Containers::build(&tracker.engine, &tracker.cgroups, |c| enrich.lookup(c));
-    let opts = render_options(false);
+    let opts = RenderOptions::local(false);
     let engine = &tracker.engine;
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&render::json_in(engine, &cx, &filter, &grouping, &opts))?;
@@ -93,18 +93,5 @@ fn write_out(text: &str) -> Result<()> {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
-    }
-}
-
-/// Times and sizes for rendering, read from this machine now.
-pub fn render_options(show_exited: bool) -> RenderOptions {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    RenderOptions {
-        boot_epoch_ns: clock::boot_epoch_ns(),
-        tz: clock::local_zone(),
-        now_ns: clock::boot_now_ns(),
-        page_size: if page > 0 { page as u64 } else { 4096 },
-        show_exited,
     }
 }

@@ -6,3 +6,6 @@ pub mod client;
 pub mod latency;
 pub mod protocol;
 pub mod server;
+
+#[cfg(test)]
+mod tests;

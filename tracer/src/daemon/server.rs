@@ -1,12 +1,15 @@
 //! `tracer daemon`: one engine, many clients over a Unix socket.
 //!
-//! One task owns the tracker (and so the engine): it applies events, answers
-//! requests and feeds subscribers, so the model needs no lock. Each client has a
+//! [`run`] loads the programs ([`Tracker::start`]), binds the socket and hands
+//! both to [`serve`]. There one task owns the event [`Source`] (and so the
+//! engine): it applies events, answers requests and feeds subscribers, so the
+//! model needs no lock. The source is a trait so that the loop is tested without
+//! BPF (see `tests.rs`). Each client has a
 //! task that reads its requests and, for a subscription, a bounded queue of lines
 //! and a writer. The engine task never waits for a client: a full queue counts
 //! missed lines; once the queue has room again the client is told how many it
 //! missed and gets a fresh snapshot to go on from. A client whose queue stays
-//! full for [`STALL_LIMIT`] is cut loose. A writer sends all the lines waiting
+//! full for [`STALL_LIMIT`] ([`Config::stall_limit`]) is cut loose. A writer sends all the lines waiting
 //! in its queue with one write: one system call per batch, not per event.
 
 use std::{
@@ -37,13 +40,13 @@ use super::{
 use crate::{
     cli::DaemonArgs,
     clock,
-    cmd::ps::render_options,
-    engine::Update,
+    engine::{Engine, Update},
     output::{self, Line},
-    render,
+    render::{self, RenderOptions},
+    shutdown::Shutdown,
     story::{Stories, Story},
     stream,
-    tracker::{self, Step, Tracker},
+    tracker::{self, Cgroups, Step, Tracker},
 };
 
 /// Lines queued per subscriber.
@@ -91,32 +94,116 @@ impl Drop for SocketGuard {
     }
 }
 
+/// What the daemon's loop needs of the thing that tracks the processes: the
+/// kernel's events in production ([`Tracker`]), synthetic events in tests.
+pub trait Source {
+    /// One thing to do, as [`Source::next_input`] returns it.
+    type Input;
+
+    /// Waits for the next thing to do. Must be cancel-safe: the loop waits for it
+    /// and for requests at once, and drops it when a request comes first.
+    fn next_input(&mut self) -> impl Future<Output = Self::Input>;
+
+    /// Applies `input`, its updates into `out`. Runs to completion (never
+    /// cancelled), so it may take its time (a repair walk).
+    fn handle(&mut self, input: Self::Input, out: &mut Vec<Update>) -> impl Future<Output = Result<Step>>;
+
+    /// The model the answers are made from.
+    fn engine(&self) -> &Engine;
+
+    /// The cgroups the model's processes are in.
+    fn cgroups(&self) -> &Cgroups;
+
+    /// The `stats` answer (without the latencies, which the loop adds).
+    fn stats(&self, rates: &Rates, started: Instant) -> serde_json::Value;
+}
+
+impl Source for Tracker {
+    type Input = tracker::Input;
+
+    fn next_input(&mut self) -> impl Future<Output = tracker::Input> {
+        Tracker::next_input(self)
+    }
+
+    fn handle(&mut self, input: tracker::Input, out: &mut Vec<Update>) -> impl Future<Output = Result<Step>> {
+        Tracker::handle(self, input, out)
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn cgroups(&self) -> &Cgroups {
+        &self.cgroups
+    }
+
+    fn stats(&self, rates: &Rates, started: Instant) -> serde_json::Value {
+        stats_json(self, rates, started)
+    }
+}
+
+/// How [`serve`] serves, besides what it serves.
+pub struct Config {
+    /// The group whose members may connect (besides root and our own user).
+    pub gid: Option<u32>,
+    /// Names of containers, from the runtimes' state.
+    pub enrich: crate::containers::Enricher,
+    /// Lines queued per subscriber.
+    pub queue: usize,
+    /// A subscriber whose queue stays full this long is disconnected.
+    pub stall_limit: Duration,
+}
+
+impl Config {
+    /// The daemon's settings: those of production, for `gid` and `enrich`.
+    pub fn new(gid: Option<u32>, enrich: crate::containers::Enricher) -> Config {
+        Config { gid, enrich, queue: QUEUE, stall_limit: STALL_LIMIT }
+    }
+}
+
+/// `tracer daemon`: loads the programs, binds the socket and serves until SIGINT
+/// or SIGTERM.
 pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
     // Handlers first: a stop signal at any point after this ends cleanly.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut shutdown = Shutdown::new()?;
     let path = args.socket.clone();
     let gid = match &args.group {
         Some(g) => Some(group_id(g).with_context(|| format!("--group {g}: no such group in /etc/group"))?),
         None => None,
     };
     let mut updates = Vec::with_capacity(4096);
-    let mut tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
-    updates.clear();
+    let tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
     let listener = bind(&path, gid).await?;
-    let _guard = SocketGuard(path.clone());
     log::info!("tracer daemon: serving {} ({} processes tracked)", path.display(), tracker.engine.stats().processes);
     eprintln!("tracer: daemon tracing; serving {}", path.display());
+    serve(listener, tracker, async move { shutdown.wait().await }, Config::new(gid, args.state.enricher())).await?;
+    Ok(ExitCode::SUCCESS)
+}
 
+/// Serves clients on `listener` from `source` until `shutdown` completes (then
+/// removes the socket file) or the source's stream ends (an error).
+///
+/// One loop owns the source (and so the engine): it applies its inputs, answers
+/// requests and feeds subscribers, so the model needs no lock.
+pub async fn serve<S: Source>(
+    listener: UnixListener,
+    mut source: S,
+    shutdown: impl Future<Output = ()>,
+    config: Config,
+) -> Result<()> {
+    // Removed however the loop ends, by a stop or an error.
+    let _guard = listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)).map(SocketGuard);
+    let Config { gid, enrich, queue, stall_limit } = config;
     let (ask_tx, mut ask_rx) = mpsc::channel::<Ask>(256);
-    let allowed_gid = gid;
-    tokio::spawn(async move {
+    // The acceptor ends with the loop: dropping the handle's abort guard stops it
+    // (and with it the listener), so no client connects to a daemon that is gone.
+    let acceptor = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((conn, _)) => {
                     let ask = ask_tx.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = serve_client(conn, allowed_gid, ask).await {
+                        if let Err(e) = serve_client(conn, gid, ask, stall_limit).await {
                             log::debug!("client: {e:#}");
                         }
                     });
@@ -128,9 +215,10 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
             }
         }
     });
+    let _acceptor = AbortOnDrop(acceptor);
 
     let started = Instant::now();
-    let enrich = args.state.enricher();
+    let mut updates = Vec::with_capacity(4096);
     let mut names = render::NameCache::new(enrich.clone());
     // Container start/stop stories, for the subscribers that ask for them.
     let mut stories = Stories::new(enrich.clone());
@@ -141,12 +229,14 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
     let boot = clock::boot_epoch_ns();
     let mut json = output::JsonWriter::new(boot);
     let mut bufs = LineBufs::default();
+    let limits = Limits { queue, stall_limit };
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             // Only the wait is inside select!: applying (perhaps a repair walk) is
             // never cancelled by a request arriving.
-            input = tracker.next_input() => {
-                let step = tracker.handle(input, &mut updates).await?;
+            input = source.next_input() => {
+                let step = source.handle(input, &mut updates).await?;
                 rates.roll(Instant::now());
                 if let Step::Lost { lost, total, ts_ns } = step {
                     rates.count("lost", lost);
@@ -161,27 +251,52 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
                             lat.tree.record(ev.ts_ns, now);
                         }
                     }
-                    stories.update(&tracker.engine, &tracker.cgroups, u);
-                    dispatch(&mut subs, &tracker, u, &mut json, &mut bufs, boot);
+                    stories.update(source.engine(), source.cgroups(), u);
+                    dispatch(&mut subs, &source, u, &mut json, &mut bufs, boot);
                 }
                 updates.clear();
                 stories.tick(clock::boot_now_ns(), &mut told);
                 tell(&mut subs, &mut told, boot);
-                resync(&mut subs, &tracker, &mut names);
+                resync(&mut subs, &source, &mut names, &limits);
                 if step == Step::Ended {
                     bail!("the kernel event stream ended");
                 }
             }
             Some(ask) = ask_rx.recv() => {
-                let reply = answer(ask.request, &tracker, &mut subs, &rates, &lat, started, &enrich, &mut names);
+                let cx = State { source: &source, rates: &rates, lat: &lat, started, enrich: &enrich, limits: &limits };
+                let reply = answer(ask.request, &cx, &mut subs, &mut names);
                 let _ = ask.reply.send(reply);
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            () = &mut shutdown => break,
         }
     }
     log::info!("tracer daemon: stopping");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The sizes and times subscribers are held to (see [`Config`]).
+struct Limits {
+    queue: usize,
+    stall_limit: Duration,
+}
+
+/// What an answer is made from, on the loop.
+struct State<'a, S> {
+    source: &'a S,
+    rates: &'a Rates,
+    lat: &'a Latencies,
+    started: Instant,
+    enrich: &'a crate::containers::Enricher,
+    limits: &'a Limits,
 }
 
 /// Binds the socket: removes a stale file (no daemon answers there), refuses to
@@ -249,7 +364,7 @@ fn peer_groups(conn: &UnixStream) -> Vec<u32> {
 }
 
 /// Reads a client's requests and writes the answers.
-async fn serve_client(conn: UnixStream, gid: Option<u32>, ask: mpsc::Sender<Ask>) -> Result<()> {
+async fn serve_client(conn: UnixStream, gid: Option<u32>, ask: mpsc::Sender<Ask>, stall_limit: Duration) -> Result<()> {
     if !peer_allowed(&conn, gid) {
         let (_, mut w) = conn.into_split();
         let _ = w.write_all(&protocol::error_line("permission denied: not root and not in the daemon's group")).await;
@@ -305,7 +420,10 @@ async fn serve_client(conn: UnixStream, gid: Option<u32>, ask: mpsc::Sender<Ask>
                     }
                 }
                 if cut.load(Ordering::Relaxed) {
-                    let notice = protocol::error_line("cut loose: this client did not read its events for 5 s");
+                    let notice = protocol::error_line(&format!(
+                        "cut loose: this client did not read its events for {} s",
+                        stall_limit.as_secs_f64()
+                    ));
                     let _ = tokio::time::timeout(Duration::from_secs(1), w.write_all(&notice)).await;
                 }
                 return Ok(());
@@ -348,9 +466,9 @@ fn render_filter(f: &Filter) -> render::Filter {
     render::Filter { pid: f.pid, comm: f.comm.clone(), user: f.user.clone() }
 }
 
-/// The containers of the tracker's processes, names from the cache.
-fn containers(tracker: &Tracker, names: &mut render::NameCache) -> render::Containers {
-    render::Containers::build_cached(&tracker.engine, &tracker.cgroups, names)
+/// The containers of the source's processes, names from the cache.
+fn containers<S: Source>(source: &S, names: &mut render::NameCache) -> render::Containers {
+    render::Containers::build_cached(source.engine(), source.cgroups(), names)
 }
 
 /// Event latencies the daemon measures (see [`latency`]).
@@ -369,33 +487,29 @@ impl Latencies {
     }
 }
 
-/// Answers one request on the engine task.
-#[expect(clippy::too_many_arguments, reason = "the engine task's state, passed apart so each borrow stays narrow")]
-fn answer(
+/// Answers one request on the loop.
+fn answer<S: Source>(
     req: Request,
-    tracker: &Tracker,
+    cx: &State<'_, S>,
     subs: &mut Vec<Subscriber>,
-    rates: &Rates,
-    lat: &Latencies,
-    started: Instant,
-    enrich: &crate::containers::Enricher,
     names: &mut render::NameCache,
 ) -> Reply {
-    let engine = &tracker.engine;
+    let State { source, rates, lat, started, enrich, limits } = *cx;
+    let engine = source.engine();
     match req {
         Request::Version => Reply::Line(to_line(&json!({
             "ok": true, "version": env!("CARGO_PKG_VERSION"), "protocol": protocol::PROTOCOL,
         }))),
         Request::Stats => {
-            let mut stats = stats_json(tracker, rates, started);
+            let mut stats = source.stats(rates, started);
             stats["latency"] = lat.json();
             Reply::Line(to_line(&json!({"ok": true, "stats": stats})))
         }
         Request::Snapshot { format, filter, show_exited, by_container } => {
-            let opts = render_options(show_exited);
+            let opts = RenderOptions::local(show_exited);
             let f = render_filter(&filter);
             let g = render::Grouping { by_container, container: filter.container.clone() };
-            let cx = containers(tracker, names);
+            let cx = containers(source, names);
             Reply::Line(to_line(&match format {
                 SnapshotFormat::Json => json!({"ok": true, "snapshot": render::json_in(engine, &cx, &f, &g, &opts)}),
                 SnapshotFormat::Forest => json!({"ok": true, "text": render::forest_in(engine, &cx, &f, &g, &opts)}),
@@ -408,33 +522,33 @@ fn answer(
             Reply::Line(protocol::error_line("filter.container is empty: give a short id, an id prefix or a name"))
         }
         Request::Subscribe { format, filter } => {
-            let (tx, rx) = mpsc::channel(QUEUE);
+            let (tx, rx) = mpsc::channel(limits.queue);
             let cut = Arc::new(AtomicBool::new(false));
-            let cx = containers(tracker, names);
+            let cx = containers(source, names);
             let g = render::Grouping::default();
-            let snap = render::json_in(engine, &cx, &render_filter(&filter), &g, &render_options(true));
+            let snap = render::json_in(engine, &cx, &render_filter(&filter), &g, &RenderOptions::local(true));
             let first = to_line(&json!({"ok": true, "snapshot": snap}));
             let scope = filter.container.as_deref().map(|q| stream::ContainerScope::new(q, enrich.clone()));
             subs.push(Subscriber { filter, scope, format, tx, missed: 0, stalled_since: None, cut: cut.clone() });
             Reply::Subscribed { first, lines: rx, cut, latency: lat.socket.clone() }
         }
         Request::Containers => {
-            let list = crate::containers::list(engine, &tracker.cgroups, enrich);
+            let list = crate::containers::list(engine, source.cgroups(), enrich);
             Reply::Line(to_line(&json!({"ok": true, "containers": list})))
         }
     }
 }
 
 /// Sends one update to every subscriber that wants it, formatting it once per format.
-fn dispatch(
+fn dispatch<S: Source>(
     subs: &mut Vec<Subscriber>,
-    tracker: &Tracker,
+    source: &S,
     u: &Update,
     json: &mut output::JsonWriter,
     bufs: &mut LineBufs,
     boot: i128,
 ) {
-    let engine = &tracker.engine;
+    let engine = source.engine();
     if subs.is_empty() {
         return;
     }
@@ -442,7 +556,7 @@ fn dispatch(
     let mut as_text: Option<Bytes> = None;
     for s in subs.iter_mut().filter(|s| !s.filter.containers) {
         let Some(line) = stream::line_for(engine, &s.filter, u) else { continue };
-        if s.scope.as_mut().is_some_and(|sc| !sc.admits(engine, &tracker.cgroups, u)) {
+        if s.scope.as_mut().is_some_and(|sc| !sc.admits(engine, source.cgroups(), u)) {
             continue;
         }
         let bytes = format_line(&line, s.format, &mut as_json, &mut as_text, json, bufs, boot);
@@ -562,19 +676,20 @@ fn push(s: &mut Subscriber, line: Bytes, ts_ns: u64) {
 
 /// Subscribers that missed lines: once their queue has room, a notice and a fresh
 /// snapshot to go on from; those stuck too long are cut loose.
-fn resync(subs: &mut Vec<Subscriber>, tracker: &Tracker, names: &mut render::NameCache) {
+fn resync<S: Source>(subs: &mut Vec<Subscriber>, source: &S, names: &mut render::NameCache, limits: &Limits) {
     for s in subs.iter_mut().filter(|s| s.missed > 0) {
-        if s.tx.capacity() >= QUEUE / 2 {
-            let cx = containers(tracker, names);
+        if s.tx.capacity() >= limits.queue / 2 {
+            let cx = containers(source, names);
             let g = render::Grouping::default();
-            let snap = render::json_in(&tracker.engine, &cx, &render_filter(&s.filter), &g, &render_options(true));
+            let snap =
+                render::json_in(source.engine(), &cx, &render_filter(&s.filter), &g, &RenderOptions::local(true));
             let notice = to_line(&json!({"missed": s.missed, "snapshot": snap}));
             if s.tx.try_send(Out { line: Bytes::from(notice), ts_ns: 0 }).is_ok() {
                 s.missed = 0;
                 s.stalled_since = None;
             }
-        } else if s.stalled_since.is_some_and(|t| t.elapsed() > STALL_LIMIT) {
-            log::warn!("cutting loose a client that has not read for {} s", STALL_LIMIT.as_secs());
+        } else if s.stalled_since.is_some_and(|t| t.elapsed() > limits.stall_limit) {
+            log::warn!("cutting loose a client that has not read for {} s", limits.stall_limit.as_secs_f64());
             s.cut.store(true, Ordering::Relaxed);
             // Dropping the sender ends its writer.
             let (dead, _) = mpsc::channel(1);

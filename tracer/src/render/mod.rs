@@ -57,6 +57,22 @@ pub struct RenderOptions {
     pub show_exited: bool,
 }
 
+impl RenderOptions {
+    /// Times and sizes read from this machine now (what the daemon and `ps` render
+    /// with).
+    pub fn local(show_exited: bool) -> RenderOptions {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        RenderOptions {
+            boot_epoch_ns: clock::boot_epoch_ns(),
+            tz: clock::local_zone(),
+            now_ns: clock::boot_now_ns(),
+            page_size: if page > 0 { page as u64 } else { 4096 },
+            show_exited,
+        }
+    }
+}
+
 impl Default for RenderOptions {
     fn default() -> Self {
         RenderOptions { boot_epoch_ns: 0, tz: TimeZone::UTC, now_ns: 0, page_size: 4096, show_exited: true }

@@ -53,6 +53,7 @@ use crate::{
     clock,
     daemon::client::Client,
     render::{Containers, NameCache},
+    shutdown::Shutdown,
     story::Stories,
     tracker::{self, Step, Tracker},
 };
@@ -292,21 +293,15 @@ enum Input {
 /// The signals that end the screen, registered before it is set up (from then on
 /// they no longer kill the process: the loop ends and the terminal is restored).
 struct Signals {
-    term: Signal,
-    int: Signal,
-    hup: Signal,
+    /// SIGTERM, SIGINT and SIGHUP.
+    quit: Shutdown,
     /// SIGWINCH: the input thread waits on the terminal only, so resizes come here.
     winch: Signal,
 }
 
 impl Signals {
     fn new() -> Result<Signals> {
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            hup: signal(SignalKind::hangup())?,
-            winch: signal(SignalKind::window_change())?,
-        })
+        Ok(Signals { quit: Shutdown::with_hangup()?, winch: signal(SignalKind::window_change())? })
     }
 }
 
@@ -336,9 +331,7 @@ impl Ui {
         tokio::spawn(async move {
             loop {
                 let input = tokio::select! {
-                    _ = signals.term.recv() => Input::Quit,
-                    _ = signals.int.recv() => Input::Quit,
-                    _ = signals.hup.recv() => Input::Quit,
+                    () = signals.quit.wait() => Input::Quit,
                     _ = signals.winch.recv() => Input::Resized,
                 };
                 let quit = matches!(input, Input::Quit);
