@@ -198,6 +198,10 @@ mod tests {
         for pid in [1, 2, 300, 301, 400] {
             assert_eq!(of(pid), None, "pid {pid}");
         }
+        // The one-cgroup form of the rules agrees with the whole attribution.
+        for id in 1..=5 {
+            assert_eq!(cgroup_container(&e, &cgroups, id, None).as_ref(), a.of_cgroup(id), "cgroup {id}");
+        }
         let list = list(&e, &cgroups, &Enricher::none());
         let docker = list.iter().find(|c| c.id == ID).expect("listed");
         assert_eq!((docker.init_pid, docker.pids.clone()), (100, vec![100, 101, 111]));
