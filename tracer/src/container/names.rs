@@ -1,8 +1,10 @@
 //! Container names and images, read from the runtimes' own state on disk (never
 //! a socket): Docker's `config.v2.json`, containers/storage's `containers.json`
 //! for podman and CRI-O. [`Enricher`] reads; [`NameCache`] is the one cache in
-//! front of it that the long-running users share (the daemon, `tracer watch`,
-//! `events --container`, the stories), so that no frame or event reads files.
+//! front of it, the same code for every long-running user (the views of the
+//! daemon and `tracer watch`, `events --container`, the stories), so that no
+//! frame or event reads files. Each user still holds an instance of its own
+//! (their owners build them); the one-shot `ps` and `containers` read directly.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
