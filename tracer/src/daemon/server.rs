@@ -4,13 +4,15 @@
 //! both to [`serve`]. There one task owns the event [`Source`] (and so the
 //! engine): it applies events, answers requests and feeds subscribers, so the
 //! model needs no lock. The source is a trait so that the loop is tested without
-//! BPF (see `tests.rs`). Each client has a
-//! task that reads its requests and, for a subscription, a bounded queue of lines
-//! and a writer. The engine task never waits for a client: a full queue counts
-//! missed lines; once the queue has room again the client is told how many it
-//! missed and gets a fresh snapshot to go on from. A client whose queue stays
-//! full for [`STALL_LIMIT`] ([`Config::stall_limit`]) is cut loose. A writer sends all the lines waiting
-//! in its queue with one write: one system call per batch, not per event.
+//! BPF, on synthetic events (`daemon/tests.rs`).
+//!
+//! Each client has a task that reads its requests and, for a subscription, a
+//! bounded queue of lines and a writer. The loop never waits for a client: a
+//! full queue counts missed lines; once the queue has room again the client is
+//! told how many it missed and gets a fresh snapshot to go on from. A client
+//! whose queue stays full for [`STALL_LIMIT`] (in tests, [`Config::stall_limit`])
+//! is cut loose. A writer sends all the lines waiting in its queue with one
+//! write: one system call per batch, not per event.
 
 use std::{
     collections::BTreeMap,
