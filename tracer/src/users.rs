@@ -17,18 +17,11 @@ pub fn name(uid: u32) -> Cow<'static, str> {
     }
 }
 
-/// The uid of a user name of the system's passwd, or of a number.
-pub fn uid_of(user: &str) -> Option<u32> {
-    user.parse().ok().or_else(|| UserTable::system().uid_of(user))
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn root_is_named() {
         assert_eq!(super::name(0), "root");
-        assert_eq!(super::uid_of("root"), Some(0));
-        assert_eq!(super::uid_of("4242"), Some(4242));
     }
 
     #[test]

@@ -79,11 +79,6 @@ impl Cgroups {
         }
     }
 
-    /// Whether the path of cgroup `id` is known.
-    pub fn contains(&self, id: u64) -> bool {
-        self.by_id.contains_key(&id)
-    }
-
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
@@ -110,7 +105,7 @@ mod tests {
         assert_eq!(c.len(), 3);
         // 3 is used again (a process moved back in): kept. 2 is dropped.
         assert!(c.prune(&used(&[1, 3])).is_empty());
-        assert!(c.contains(1) && c.contains(3) && !c.contains(2));
+        assert!(c.get(1).is_some() && c.get(3).is_some() && c.get(2).is_none());
         // A path sent again (the kernel side forgot it) is fresh again.
         c.add(vec![path(2, "/docker/a")]);
         assert!(c.prune(&used(&[1, 3])).is_empty());

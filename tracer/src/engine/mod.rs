@@ -64,7 +64,6 @@ pub(crate) mod testkit;
 mod tests;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -363,11 +362,6 @@ impl Engine {
     /// Process exits being held for late thread exits.
     pub fn held_exits(&self) -> usize {
         self.held.len()
-    }
-
-    /// The user name of `uid` (cached passwd lookup).
-    pub fn user_name(&mut self, uid: u32) -> Option<Arc<str>> {
-        self.users.name(uid)
     }
 
     pub fn stats(&self) -> Stats {

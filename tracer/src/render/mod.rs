@@ -546,11 +546,6 @@ pub fn threads_in(
     t.render()
 }
 
-/// One process as JSON, every field (`container` null: see [`json_in`]).
-pub fn process_json(row: &Row<'_>, opts: &RenderOptions) -> Value {
-    process_json_in(row, None, opts)
-}
-
 /// One process as JSON, every field, with its container.
 pub fn process_json_in(row: &Row<'_>, container: Option<&Known>, opts: &RenderOptions) -> Value {
     let (p, depth) = (row.process, row.depth);
