@@ -11,6 +11,7 @@ pub mod containers;
 pub mod daemon;
 pub mod engine;
 pub mod event;
+pub mod events;
 pub mod render;
 pub mod session;
 pub mod shutdown;

@@ -234,7 +234,8 @@ impl JsonWriter {
         let r = match line {
             Line::Event(ev) => {
                 let time = self.time(ev.ts_ns);
-                serde_json::to_writer(&mut *out, &JsonEvent { ev, time })
+                crate::events::json::write_event(out, ev, time.as_str(), &users::name(ev.task.uid));
+                Ok(())
             }
             Line::Reparent { ts_ns, child, comm, uid, old_ppid, new_ppid } => serde_json::to_writer(
                 &mut *out,
@@ -299,81 +300,6 @@ impl Serialize for TimeText {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
     }
-}
-
-/// One event as a flat JSON object: common fields, then the kind's own.
-struct JsonEvent<'a> {
-    ev: &'a Event,
-    time: TimeText,
-}
-
-impl Serialize for JsonEvent<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let ev = self.ev;
-        let t = &ev.task;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("kind", ev.body.name())?;
-        m.serialize_entry("time", &self.time)?;
-        m.serialize_entry("ts_ns", &ev.ts_ns)?;
-        m.serialize_entry("cpu", &ev.cpu)?;
-        m.serialize_entry("pid", &t.pid)?;
-        m.serialize_entry("tid", &t.tid)?;
-        m.serialize_entry("ppid", &t.ppid)?;
-        m.serialize_entry("ns_pid", &t.ns_pid)?;
-        m.serialize_entry("ns_tid", &t.ns_tid)?;
-        m.serialize_entry("uid", &t.uid)?;
-        m.serialize_entry("gid", &t.gid)?;
-        m.serialize_entry("user", &users::name(t.uid))?;
-        m.serialize_entry("start_ns", &t.start_ns)?;
-        m.serialize_entry("proc_start_ns", &t.proc_start_ns)?;
-        m.serialize_entry("parent_start_ns", &t.parent_start_ns)?;
-        m.serialize_entry("cgroup_id", &t.cgroup_id)?;
-        m.serialize_entry("pidns", &t.pidns)?;
-        m.serialize_entry("mntns", &t.mntns)?;
-        m.serialize_entry("comm", &t.comm)?;
-        m.serialize_entry("kthread", &t.kthread)?;
-        match &ev.body {
-            Body::Fork { creator_tid } | Body::Clone { creator_tid } => {
-                m.serialize_entry("creator_tid", creator_tid)?;
-            }
-            Body::Exec { old_tid, filename, filename_truncated, argv } => {
-                m.serialize_entry("old_tid", old_tid)?;
-                m.serialize_entry("filename", filename)?;
-                m.serialize_entry("filename_truncated", filename_truncated)?;
-                argv_entries(&mut m, argv)?;
-            }
-            Body::ThreadExit { status } => m.serialize_entry("status", status)?,
-            Body::ProcessExit { status, reaper } => {
-                m.serialize_entry("status", status)?;
-                if let Some(r) = reaper {
-                    m.serialize_entry("reaper", r)?;
-                }
-            }
-            Body::Rename { new_comm } => m.serialize_entry("new_comm", new_comm)?,
-            Body::CgroupAttach { threadgroup, path } => {
-                m.serialize_entry("threadgroup", threadgroup)?;
-                m.serialize_entry("cgroup_path", &path.as_deref())?;
-            }
-            Body::Snapshot { utime_ns, stime_ns, rss_pages, exe, argv, zombie } => {
-                m.serialize_entry("utime_ns", utime_ns)?;
-                m.serialize_entry("stime_ns", stime_ns)?;
-                m.serialize_entry("rss_pages", rss_pages)?;
-                m.serialize_entry("exe", exe)?;
-                m.serialize_entry("zombie", zombie)?;
-                argv_entries(&mut m, argv)?;
-            }
-        }
-        m.end()
-    }
-}
-
-fn argv_entries<M: serde::ser::SerializeMap>(m: &mut M, argv: &Argv) -> Result<(), M::Error> {
-    m.serialize_entry("argv", argv)?;
-    m.serialize_entry("argv_len", &argv.raw.len())?;
-    m.serialize_entry("argv_real_len", &argv.real_len)?;
-    m.serialize_entry("argv_truncated", &argv.truncated)?;
-    m.serialize_entry("argv_unreadable", &argv.unreadable)
 }
 
 #[derive(Serialize)]

@@ -1,0 +1,3 @@
+//! Events on their way out: how each one is written for a reader.
+
+pub mod json;
