@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod latency;
+pub mod outbox;
 pub mod protocol;
 pub mod server;
 

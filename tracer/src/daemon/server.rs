@@ -19,15 +19,11 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::ExitCode,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
 use serde_json::json;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
@@ -37,6 +33,7 @@ use tokio::{
 
 use super::{
     latency::{self, Latency},
+    outbox::{self, Outbox},
     protocol::{self, Filter, LineFormat, Request, SnapshotFormat},
 };
 use crate::{
@@ -55,15 +52,6 @@ use crate::{
 const QUEUE: usize = 8192;
 /// A subscriber whose queue stays full this long is disconnected.
 const STALL_LIMIT: Duration = Duration::from_secs(5);
-/// Most bytes a subscriber's writer gathers into one write.
-const WRITE_BATCH: usize = 256 << 10;
-
-/// A line for a subscriber, and the kernel time of the event it tells (0 for
-/// lines that tell none).
-struct Out {
-    line: Bytes,
-    ts_ns: u64,
-}
 
 /// What a client task asks the engine task.
 struct Ask {
@@ -73,7 +61,7 @@ struct Ask {
 
 enum Reply {
     Line(Vec<u8>),
-    Subscribed { first: Vec<u8>, lines: mpsc::Receiver<Out>, cut: Arc<AtomicBool>, latency: latency::Shared },
+    Subscribed { first: Vec<u8>, outbox: Arc<Outbox>, latency: latency::Shared },
 }
 
 struct Subscriber {
@@ -81,10 +69,15 @@ struct Subscriber {
     /// `filter.container`, resolved per cgroup.
     scope: Option<stream::ContainerScope>,
     format: LineFormat,
-    tx: mpsc::Sender<Out>,
+    outbox: Arc<Outbox>,
     missed: u64,
     stalled_since: Option<Instant>,
-    cut: Arc<AtomicBool>,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.outbox.finish();
+    }
 }
 
 /// Removes the socket file when the daemon stops.
@@ -260,6 +253,7 @@ pub async fn serve<S: Source>(
                 stories.tick(clock::boot_now_ns(), &mut told);
                 tell(&mut subs, &mut told, boot);
                 resync(&mut subs, &source, &mut names, &limits);
+                wake(&mut subs);
                 if step == Step::Ended {
                     bail!("the kernel event stream ended");
                 }
@@ -401,27 +395,9 @@ async fn serve_client(conn: UnixStream, gid: Option<u32>, ask: mpsc::Sender<Ask>
         }
         match rx.await {
             Ok(Reply::Line(l)) => w.write_all(&l).await?,
-            Ok(Reply::Subscribed { first, mut lines, cut, latency }) => {
+            Ok(Reply::Subscribed { first, outbox, latency }) => {
                 w.write_all(&first).await?;
-                let mut batch: Vec<Out> = Vec::with_capacity(1024);
-                while let Some(out) = lines.recv().await {
-                    // Everything already queued goes out with this line, in one
-                    // vectored write (the lines are not copied).
-                    batch.clear();
-                    batch.push(out);
-                    let mut bytes = batch[0].line.len();
-                    while bytes < WRITE_BATCH {
-                        let Ok(o) = lines.try_recv() else { break };
-                        bytes += o.line.len();
-                        batch.push(o);
-                    }
-                    write_all_vectored(&mut w, &batch).await?;
-                    let now = clock::boot_now_ns();
-                    if let Ok(mut l) = latency.lock() {
-                        batch.iter().for_each(|o| l.record(o.ts_ns, now));
-                    }
-                }
-                if cut.load(Ordering::Relaxed) {
+                if outbox.send(&mut w, &latency).await? == outbox::Ended::Cut {
                     let notice = protocol::error_line(&format!(
                         "cut loose: this client did not read its events for {} s",
                         stall_limit.as_secs_f64()
@@ -433,29 +409,6 @@ async fn serve_client(conn: UnixStream, gid: Option<u32>, ask: mpsc::Sender<Ask>
             Err(_) => return Ok(()),
         }
     }
-}
-
-/// Writes every line of `batch`, with as few system calls as the socket takes.
-async fn write_all_vectored<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, batch: &[Out]) -> std::io::Result<()> {
-    // Where the write stands: line index and offset within it.
-    let (mut i, mut off) = (0, 0);
-    while i < batch.len() {
-        let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&batch[i].line[off..])
-            .chain(batch[i + 1..].iter().take(1023).map(|o| &o.line[..]))
-            .map(std::io::IoSlice::new)
-            .collect();
-        let mut n = w.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while i < batch.len() && n >= batch[i].line.len() - off {
-            n -= batch[i].line.len() - off;
-            i += 1;
-            off = 0;
-        }
-        off += n;
-    }
-    Ok(())
 }
 
 fn to_line(v: &serde_json::Value) -> Vec<u8> {
@@ -524,15 +477,14 @@ fn answer<S: Source>(
             Reply::Line(protocol::error_line("filter.container is empty: give a short id, an id prefix or a name"))
         }
         Request::Subscribe { format, filter } => {
-            let (tx, rx) = mpsc::channel(limits.queue);
-            let cut = Arc::new(AtomicBool::new(false));
+            let outbox = Arc::new(Outbox::new(limits.queue));
             let cx = containers(source, names);
             let g = render::Grouping::default();
             let snap = render::json_in(engine, &cx, &render_filter(&filter), &g, &RenderOptions::local(true));
             let first = to_line(&json!({"ok": true, "snapshot": snap}));
             let scope = filter.container.as_deref().map(|q| stream::ContainerScope::new(q, enrich.clone()));
-            subs.push(Subscriber { filter, scope, format, tx, missed: 0, stalled_since: None, cut: cut.clone() });
-            Reply::Subscribed { first, lines: rx, cut, latency: lat.socket.clone() }
+            subs.push(Subscriber { filter, scope, format, outbox: outbox.clone(), missed: 0, stalled_since: None });
+            Reply::Subscribed { first, outbox, latency: lat.socket.clone() }
         }
         Request::Containers => {
             let list = crate::containers::list(engine, source.cgroups(), enrich);
@@ -543,28 +495,25 @@ fn answer<S: Source>(
 
 /// Sends one update to every subscriber that wants it, formatting it once per format.
 fn dispatch<S: Source>(
-    subs: &mut Vec<Subscriber>,
+    subs: &mut [Subscriber],
     source: &S,
     u: &Update,
     json: &mut output::JsonWriter,
     bufs: &mut LineBufs,
     boot: i128,
 ) {
-    let engine = source.engine();
     if subs.is_empty() {
         return;
     }
-    let mut as_json: Option<Bytes> = None;
-    let mut as_text: Option<Bytes> = None;
+    let engine = source.engine();
+    bufs.clear();
     for s in subs.iter_mut().filter(|s| !s.filter.containers) {
         let Some(line) = stream::line_for(engine, &s.filter, u) else { continue };
         if s.scope.as_mut().is_some_and(|sc| !sc.admits(engine, source.cgroups(), u)) {
             continue;
         }
-        let bytes = format_line(&line, s.format, &mut as_json, &mut as_text, json, bufs, boot);
-        push(s, bytes, ts_of(u));
+        push(s, bufs.format(&line, s.format, json, boot), ts_of(u));
     }
-    subs.retain(|s| !s.tx.is_closed());
 }
 
 /// Sends container stories to the subscribers that asked for them: JSON as
@@ -576,21 +525,17 @@ fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: i128) {
             if s.scope.as_ref().is_some_and(|sc| !sc.admits_story(&story)) {
                 continue;
             }
-            let bytes = match s.format {
-                LineFormat::Json => as_json
-                    .get_or_insert_with(|| {
-                        let mut v = serde_json::to_value(&story).unwrap_or_default();
-                        if let Some(m) = v.as_object_mut() {
-                            m.insert("time".into(), clock::format_rfc3339(boot, story.ts_ns()).into());
-                        }
-                        Bytes::from(to_line(&json!({ "story": v })))
-                    })
-                    .clone(),
-                LineFormat::Text => as_text
-                    .get_or_insert_with(|| {
-                        Bytes::from(to_line(&json!({"kind": story.kind(), "text": story.text(boot)})))
-                    })
-                    .clone(),
+            let bytes: &[u8] = match s.format {
+                LineFormat::Json => as_json.get_or_insert_with(|| {
+                    let mut v = serde_json::to_value(&story).unwrap_or_default();
+                    if let Some(m) = v.as_object_mut() {
+                        m.insert("time".into(), clock::format_rfc3339(boot, story.ts_ns()).into());
+                    }
+                    to_line(&json!({ "story": v }))
+                }),
+                LineFormat::Text => {
+                    as_text.get_or_insert_with(|| to_line(&json!({"kind": story.kind(), "text": story.text(boot)})))
+                }
             };
             push(s, bytes, 0);
         }
@@ -599,57 +544,45 @@ fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: i128) {
 
 /// Sends a line that concerns everyone (a loss notice).
 fn broadcast(subs: &mut [Subscriber], line: &Line<'_>, json: &mut output::JsonWriter, bufs: &mut LineBufs, boot: i128) {
-    let (mut a, mut b) = (None, None);
+    bufs.clear();
     for s in subs.iter_mut() {
-        let bytes = format_line(line, s.format, &mut a, &mut b, json, bufs, boot);
-        push(s, bytes, 0);
+        push(s, bufs.format(line, s.format, json, boot), 0);
     }
 }
 
-/// Bytes a line arena is allocated by: lines are cut from it, and it is
-/// allocated anew once the lines of the last one are all still queued.
-const ARENA: usize = 256 << 10;
-
-/// Where JSON lines are made: a reused scratch buffer and the arena the lines
-/// are cut from.
+/// Where a line is formatted, once per format, for every subscriber that takes it.
 #[derive(Default)]
 pub struct LineBufs {
-    scratch: Vec<u8>,
-    arena: bytes::BytesMut,
+    json: Vec<u8>,
+    text: Vec<u8>,
 }
 
-fn format_line(
-    line: &Line<'_>,
-    format: LineFormat,
-    as_json: &mut Option<Bytes>,
-    as_text: &mut Option<Bytes>,
-    json: &mut output::JsonWriter,
-    bufs: &mut LineBufs,
-    boot: i128,
-) -> Bytes {
-    match format {
-        LineFormat::Json => as_json
-            .get_or_insert_with(|| {
-                // Written once into a reused buffer, then copied into a shared arena
-                // whose lines are handed out without an allocation each.
-                let LineBufs { scratch, arena } = bufs;
-                scratch.clear();
-                scratch.extend_from_slice(b"{\"event\":");
-                json.write(line, scratch);
-                scratch.pop(); // the newline
-                scratch.extend_from_slice(b"}\n");
-                if arena.capacity() - arena.len() < scratch.len() {
-                    arena.reserve(ARENA.max(scratch.len()));
+impl LineBufs {
+    /// Forgets the last line (the buffers are kept).
+    fn clear(&mut self) {
+        self.json.clear();
+        self.text.clear();
+    }
+
+    /// The line in `format`, formatted the first time it is asked for since [`LineBufs::clear`].
+    fn format(&mut self, line: &Line<'_>, format: LineFormat, json: &mut output::JsonWriter, boot: i128) -> &[u8] {
+        match format {
+            LineFormat::Json => {
+                if self.json.is_empty() {
+                    self.json.extend_from_slice(b"{\"event\":");
+                    json.write(line, &mut self.json);
+                    self.json.pop(); // the newline
+                    self.json.extend_from_slice(b"}\n");
                 }
-                arena.extend_from_slice(scratch);
-                arena.split().freeze()
-            })
-            .clone(),
-        LineFormat::Text => as_text
-            .get_or_insert_with(|| {
-                Bytes::from(to_line(&json!({"kind": line.kind(), "text": output::text(line, boot)})))
-            })
-            .clone(),
+                &self.json
+            }
+            LineFormat::Text => {
+                if self.text.is_empty() {
+                    self.text = to_line(&json!({"kind": line.kind(), "text": output::text(line, boot)}));
+                }
+                &self.text
+            }
+        }
     }
 }
 
@@ -661,44 +594,43 @@ fn ts_of(u: &Update) -> u64 {
     }
 }
 
-fn push(s: &mut Subscriber, line: Bytes, ts_ns: u64) {
+fn push(s: &mut Subscriber, line: &[u8], ts_ns: u64) {
     if s.missed > 0 {
         s.missed += 1;
         return;
     }
-    match s.tx.try_send(Out { line, ts_ns }) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            s.missed = 1;
-            s.stalled_since = Some(Instant::now());
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    if s.outbox.push(line, ts_ns) == outbox::Pushed::Full {
+        s.missed = 1;
+        s.stalled_since = Some(Instant::now());
     }
 }
 
-/// Subscribers that missed lines: once their queue has room, a notice and a fresh
+/// Wakes the writers of the subscribers that have lines waiting, once per batch.
+fn wake(subs: &mut Vec<Subscriber>) {
+    subs.iter().for_each(|s| s.outbox.wake());
+    subs.retain(|s| !s.outbox.is_closed());
+}
+
+/// Subscribers that missed lines: once their outbox has room, a notice and a fresh
 /// snapshot to go on from; those stuck too long are cut loose.
 fn resync<S: Source>(subs: &mut Vec<Subscriber>, source: &S, names: &mut render::NameCache, limits: &Limits) {
     for s in subs.iter_mut().filter(|s| s.missed > 0) {
-        if s.tx.capacity() >= limits.queue / 2 {
+        if s.outbox.pending() <= limits.queue / 2 {
             let cx = containers(source, names);
             let g = render::Grouping::default();
             let snap =
                 render::json_in(source.engine(), &cx, &render_filter(&s.filter), &g, &RenderOptions::local(true));
             let notice = to_line(&json!({"missed": s.missed, "snapshot": snap}));
-            if s.tx.try_send(Out { line: Bytes::from(notice), ts_ns: 0 }).is_ok() {
+            if s.outbox.push_anyway(&notice) {
                 s.missed = 0;
                 s.stalled_since = None;
             }
         } else if s.stalled_since.is_some_and(|t| t.elapsed() > limits.stall_limit) {
             log::warn!("cutting loose a client that has not read for {} s", limits.stall_limit.as_secs_f64());
-            s.cut.store(true, Ordering::Relaxed);
-            // Dropping the sender ends its writer.
-            let (dead, _) = mpsc::channel(1);
-            s.tx = dead;
+            s.outbox.cut();
         }
     }
-    subs.retain(|s| !s.cut.load(Ordering::Relaxed) && !s.tx.is_closed());
+    subs.retain(|s| !s.outbox.is_closed());
 }
 
 /// Events per second by kind, over the last full second.
