@@ -509,7 +509,11 @@ fn throughput_told(total: usize, target: usize, step_ns: u64, told: bool) {
         spent += apply_chunk_told(&mut e, &mut evs, &mut out, &mut n, st.as_mut());
     }
     let s = e.stats();
-    let k = |f: fn(&tracer::engine::KindCounts) -> u64| f(&s.applied) - f(&before.applied);
+    let mix: Vec<String> = tracer_abi::Kind::ALL
+        .into_iter()
+        .filter(|k| !matches!(k, tracer_abi::Kind::Snapshot | tracer_abi::Kind::Cgroup))
+        .map(|k| format!("{} {}", k.name(), s.applied.get(k) - before.applied.get(k)))
+        .collect();
     println!(
         "throughput, mixed workload: ~{target} live processes, pids wrapping at {PID_MAX}, stream of {} k events/s of event time{}:",
         SEC / step_ns / 1000,
@@ -522,13 +526,8 @@ fn throughput_told(total: usize, target: usize, step_ns: u64, told: bool) {
         spent.as_nanos() as f64 / applied as f64
     );
     println!(
-        "  mix: fork {} exec {} clone {} thread_exit {} exit {} rename {}; held exits {} (forced {}), stale {}, pid reuses seen {}",
-        k(|c| c.fork),
-        k(|c| c.exec),
-        k(|c| c.clone),
-        k(|c| c.thread_exit),
-        k(|c| c.exit),
-        k(|c| c.rename),
+        "  mix: {}; held exits {} (forced {}), stale {}, pid reuses seen {}",
+        mix.join(" "),
         s.held_exits,
         s.forced_exits,
         s.stale,

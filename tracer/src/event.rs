@@ -280,18 +280,23 @@ pub enum Body {
 }
 
 impl Body {
-    /// The short name of this kind, as shown in output.
-    pub fn name(&self) -> &'static str {
+    /// The record kind this body comes from.
+    pub fn kind(&self) -> abi::Kind {
         match self {
-            Body::Fork { .. } => "fork",
-            Body::Clone { .. } => "clone",
-            Body::Exec { .. } => "exec",
-            Body::ThreadExit { .. } => "thread_exit",
-            Body::ProcessExit { .. } => "exit",
-            Body::Rename { .. } => "rename",
-            Body::CgroupAttach { .. } => "cgroup",
-            Body::Snapshot { .. } => "snapshot",
+            Body::Fork { .. } => abi::Kind::Fork,
+            Body::Clone { .. } => abi::Kind::Clone,
+            Body::Exec { .. } => abi::Kind::Exec,
+            Body::ThreadExit { .. } => abi::Kind::ThreadExit,
+            Body::ProcessExit { .. } => abi::Kind::ProcessExit,
+            Body::Rename { .. } => abi::Kind::Rename,
+            Body::CgroupAttach { .. } => abi::Kind::CgroupAttach,
+            Body::Snapshot { .. } => abi::Kind::Snapshot,
         }
+    }
+
+    /// The short name of this kind, as shown in output (from the registry, `abi::KINDS`).
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
     }
 
     /// A task found by a walk, not a live event.

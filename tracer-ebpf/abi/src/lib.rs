@@ -110,34 +110,103 @@ pub enum Kind {
     CgroupAttach = 9,
 }
 
+/// One record kind, all in one place: its number (the [`Kind`]), the name users
+/// see, its record type's fixed size, and the program that makes it.
+#[derive(Clone, Copy, Debug)]
+pub struct KindInfo {
+    pub kind: Kind,
+    /// The name in output: `tracer events`'s EVENT column, JSON's `kind`, counters.
+    pub name: &'static str,
+    /// Size of the fixed part of a record of this kind (its record type).
+    pub fixed_size: usize,
+    /// The program that writes it (a [`Tracepoint`]'s or an iterator's name).
+    pub program: &'static str,
+}
+
+/// The registry of record kinds, in number order: kind `n` is `KINDS[n - 1]`.
+/// Adding a kind means a new [`Kind`] number, its record type, an entry here, and,
+/// for a new program, an entry in [`TRACEPOINTS`]; the tests below check that
+/// they agree.
+pub const KINDS: [KindInfo; 9] = [
+    KindInfo { kind: Kind::Fork, name: "fork", fixed_size: size_of::<ForkEvent>(), program: prog::FORK },
+    KindInfo { kind: Kind::Clone, name: "clone", fixed_size: size_of::<ForkEvent>(), program: prog::FORK },
+    KindInfo { kind: Kind::Exec, name: "exec", fixed_size: size_of::<ExecEvent>(), program: prog::EXEC },
+    KindInfo { kind: Kind::ThreadExit, name: "thread_exit", fixed_size: size_of::<ExitEvent>(), program: prog::EXIT },
+    KindInfo { kind: Kind::ProcessExit, name: "exit", fixed_size: size_of::<ExitEvent>(), program: prog::EXIT },
+    KindInfo { kind: Kind::Rename, name: "rename", fixed_size: size_of::<RenameEvent>(), program: prog::RENAME },
+    KindInfo {
+        kind: Kind::Snapshot,
+        name: "snapshot",
+        fixed_size: size_of::<SnapshotEvent>(),
+        program: prog::ITER_TASK,
+    },
+    // Sent by every program that meets a new cgroup first; named after the first.
+    KindInfo { kind: Kind::Cgroup, name: "cgroup_path", fixed_size: size_of::<CgroupEvent>(), program: prog::FORK },
+    KindInfo {
+        kind: Kind::CgroupAttach,
+        name: "cgroup",
+        fixed_size: size_of::<CgroupAttachEvent>(),
+        program: prog::CGROUP_ATTACH,
+    },
+];
+
+/// A tracepoint program: its name in the eBPF object and where it attaches.
+#[derive(Clone, Copy, Debug)]
+pub struct Tracepoint {
+    pub program: &'static str,
+    /// The BTF tracepoint (`tp_btf/...`).
+    pub attach: &'static str,
+    /// `None` if tracer cannot work without it; otherwise what is not seen when
+    /// the kernel refuses it.
+    pub lost_without: Option<&'static str>,
+}
+
+/// Every tracepoint program, in the order they are attached: the exit program
+/// before the fork program, so that no task is seen born and then missed dying.
+pub const TRACEPOINTS: [Tracepoint; 5] = [
+    Tracepoint { program: prog::EXIT, attach: "sched_process_exit", lost_without: None },
+    Tracepoint { program: prog::EXEC, attach: "sched_process_exec", lost_without: None },
+    Tracepoint { program: prog::RENAME, attach: "task_rename", lost_without: Some("renames") },
+    Tracepoint { program: prog::CGROUP_ATTACH, attach: "cgroup_attach_task", lost_without: Some("cgroup moves") },
+    Tracepoint { program: prog::FORK, attach: "sched_process_fork", lost_without: None },
+];
+
 impl Kind {
+    /// Every kind, in number order.
+    pub const ALL: [Kind; KINDS.len()] = {
+        let mut all = [Kind::Fork; KINDS.len()];
+        let mut i = 0;
+        while i < KINDS.len() {
+            all[i] = KINDS[i].kind;
+            i += 1;
+        }
+        all
+    };
+
     /// The kind for a raw tag, if it is one this build knows.
     pub const fn from_u32(v: u32) -> Option<Kind> {
-        Some(match v {
-            1 => Kind::Fork,
-            2 => Kind::Clone,
-            3 => Kind::Exec,
-            4 => Kind::ThreadExit,
-            5 => Kind::ProcessExit,
-            6 => Kind::Rename,
-            7 => Kind::Snapshot,
-            8 => Kind::Cgroup,
-            9 => Kind::CgroupAttach,
-            _ => return None,
-        })
+        let i = (v as usize).wrapping_sub(1);
+        if i < KINDS.len() { Some(KINDS[i].kind) } else { None }
+    }
+
+    /// Its entry in [`KINDS`].
+    pub const fn info(self) -> &'static KindInfo {
+        &KINDS[self as usize - 1]
+    }
+
+    /// Its index in [`KINDS`] (and in anything kept per kind).
+    pub const fn index(self) -> usize {
+        self as usize - 1
+    }
+
+    /// The name users see.
+    pub const fn name(self) -> &'static str {
+        self.info().name
     }
 
     /// Size of the fixed part of a record of this kind.
     pub const fn fixed_size(self) -> usize {
-        match self {
-            Kind::Fork | Kind::Clone => size_of::<ForkEvent>(),
-            Kind::Exec => size_of::<ExecEvent>(),
-            Kind::ThreadExit | Kind::ProcessExit => size_of::<ExitEvent>(),
-            Kind::Rename => size_of::<RenameEvent>(),
-            Kind::Snapshot => size_of::<SnapshotEvent>(),
-            Kind::Cgroup => size_of::<CgroupEvent>(),
-            Kind::CgroupAttach => size_of::<CgroupAttachEvent>(),
-        }
+        self.info().fixed_size
     }
 }
 
@@ -465,23 +534,45 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        let all = [
-            Kind::Fork,
-            Kind::Clone,
-            Kind::Exec,
-            Kind::ThreadExit,
-            Kind::ProcessExit,
-            Kind::Rename,
-            Kind::Snapshot,
-            Kind::Cgroup,
-            Kind::CgroupAttach,
-        ];
-        for (i, k) in all.into_iter().enumerate() {
-            assert_eq!(k as usize, i + 1, "kinds are numbered 1.. without gaps");
+        for (i, k) in Kind::ALL.into_iter().enumerate() {
+            assert_eq!(k as usize, i + 1, "KINDS is in number order, numbered 1.. without gaps");
             assert_eq!(Kind::from_u32(k as u32), Some(k));
+            assert_eq!(k.index(), i);
         }
         assert_eq!(Kind::from_u32(0), None);
-        assert_eq!(Kind::from_u32(all.len() as u32 + 1), None);
+        assert_eq!(Kind::from_u32(Kind::ALL.len() as u32 + 1), None);
+        // An enum variant left out of KINDS would make ALL miss it: match them all.
+        for k in Kind::ALL {
+            match k {
+                Kind::Fork
+                | Kind::Clone
+                | Kind::Exec
+                | Kind::ThreadExit
+                | Kind::ProcessExit
+                | Kind::Rename
+                | Kind::Snapshot
+                | Kind::Cgroup
+                | Kind::CgroupAttach => {}
+            }
+        }
+    }
+
+    #[test]
+    fn registry_is_consistent() {
+        let names: std::vec::Vec<_> = KINDS.iter().map(|k| k.name).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "kind names are unique: {names:?}");
+        for k in KINDS {
+            let known = TRACEPOINTS.iter().any(|t| t.program == k.program)
+                || [prog::ITER_TASK, prog::ITER_TASK_NO_ARGV].contains(&k.program);
+            assert!(known, "{}: program {} is neither a tracepoint nor an iterator", k.name, k.program);
+            assert!(k.fixed_size >= size_of::<Header>(), "{}: a record starts with a header", k.name);
+        }
+        for t in TRACEPOINTS {
+            assert!(KINDS.iter().any(|k| k.program == t.program), "{} makes no kind", t.program);
+        }
     }
 
     #[test]

@@ -22,20 +22,6 @@ use crate::event::{self, Event};
 /// The kernel programs, built by build.rs for the bpf target.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf.o"));
 
-/// Which program attaches where: `(program name in the object, BTF tracepoint,
-/// what is lost without it or `None` when tracer cannot work without it)`.
-/// All are BTF tracepoints (tp_btf, Linux 5.5+): no kprobes or fentry are
-/// needed. They are attached in this order, fork last: a task created once fork
-/// is attached has its exit seen too (the reverse would leave tasks born and
-/// dead in between with a fork and no exit).
-const TRACEPOINTS: &[(&str, &str, Option<&str>)] = &[
-    (abi::prog::EXIT, "sched_process_exit", None),
-    (abi::prog::EXEC, "sched_process_exec", None),
-    (abi::prog::RENAME, "task_rename", Some("renames")),
-    (abi::prog::CGROUP_ATTACH, "cgroup_attach_task", Some("cgroup moves")),
-    (abi::prog::FORK, "sched_process_fork", None),
-];
-
 /// The task iterator programs, best first.
 const ITERATORS: &[(&str, features::Iterator)] = &[
     (abi::prog::ITER_TASK, features::Iterator::Sleepable),
@@ -153,7 +139,10 @@ impl Kernel {
 
         // Load (verify) every program first, then attach them back to back.
         let mut loaded = Vec::new();
-        for &(name, tp, lost) in TRACEPOINTS {
+        // Every tracepoint program of the registry (abi::TRACEPOINTS), in its order:
+        // all BTF tracepoints (tp_btf, Linux 5.5+), fork last, so that a task
+        // created once fork is attached has its exit seen too.
+        for &abi::Tracepoint { program: name, attach: tp, lost_without: lost } in &abi::TRACEPOINTS {
             let prog: &mut BtfTracePoint = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("program {name} is missing from the eBPF object"))?

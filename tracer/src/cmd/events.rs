@@ -251,25 +251,10 @@ fn counts_repairs(counts: &BTreeMap<&'static str, u64>) -> u64 {
     counts.get("repair").copied().unwrap_or(0)
 }
 
-/// Kind names as static strings (the set is fixed).
+/// A kind's name as the registry has it (`events::kinds`), "other" for one this
+/// build does not know (a newer daemon's).
 fn intern(kind: &str) -> &'static str {
-    const KINDS: [&str; 14] = [
-        "fork",
-        "clone",
-        "exec",
-        "thread_exit",
-        "exit",
-        "rename",
-        "cgroup",
-        "reparent",
-        "repair",
-        "lost",
-        "snapshot",
-        "missed",
-        "container_start",
-        "container_stop",
-    ];
-    KINDS.iter().find(|k| **k == kind).copied().unwrap_or("other")
+    crate::events::kinds::index(kind).map_or("other", crate::events::kinds::name)
 }
 
 /// The closing line on stderr: events by kind, lost, repairs, malformed records.

@@ -37,7 +37,7 @@ pub async fn run(args: StatsArgs) -> Result<ExitCode> {
             rates.roll(std::time::Instant::now());
             for u in &updates {
                 if let Update::Event(ev) = u {
-                    rates.count(ev.body.name(), 1);
+                    rates.count(ev.body.kind(), 1);
                 }
             }
         }

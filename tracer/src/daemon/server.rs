@@ -15,7 +15,6 @@
 //! write: one system call per batch, not per event.
 
 use std::{
-    collections::BTreeMap,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::ExitCode,
@@ -40,6 +39,7 @@ use crate::{
     cli::DaemonArgs,
     clock,
     engine::{Engine, Update},
+    events::kinds::Counts,
     output::{self, Line},
     render::{self, RenderOptions},
     shutdown::Shutdown,
@@ -234,14 +234,14 @@ pub async fn serve<S: Source>(
                 let step = source.handle(input, &mut updates).await?;
                 rates.roll(Instant::now());
                 if let Step::Lost { lost, total, ts_ns } = step {
-                    rates.count("lost", lost);
+                    rates.count_named("lost", lost);
                     let line = Line::Lost { ts_ns, lost, total };
                     broadcast(&mut subs, &line, &mut json, &mut bufs, boot);
                 }
                 let now = clock::boot_now_ns();
                 for u in &updates {
                     if let Update::Event(ev) = u {
-                        rates.count(ev.body.name(), 1);
+                        rates.count(ev.body.kind(), 1);
                         if !ev.body.is_snapshot() {
                             lat.tree.record(ev.ts_ns, now);
                         }
@@ -637,16 +637,22 @@ fn resync<S: Source>(subs: &mut Vec<Subscriber>, source: &S, names: &mut render:
 #[derive(Default)]
 pub struct Rates {
     window_start: Option<Instant>,
-    current: BTreeMap<&'static str, u64>,
-    last: BTreeMap<&'static str, u64>,
-    total: BTreeMap<&'static str, u64>,
+    current: Counts,
+    last: Counts,
+    total: Counts,
 }
 
 impl Rates {
-    /// Counts `n` events of `kind` in the current window.
-    pub fn count(&mut self, kind: &'static str, n: u64) {
-        *self.current.entry(kind).or_default() += n;
-        *self.total.entry(kind).or_default() += n;
+    /// Counts `n` records of `kind` in the current window.
+    pub fn count(&mut self, kind: tracer_abi::Kind, n: u64) {
+        self.current.add(kind, n);
+        self.total.add(kind, n);
+    }
+
+    /// Counts `n` lines the daemon made itself (`lost`, ...).
+    pub fn count_named(&mut self, name: &str, n: u64) {
+        self.current.add_named(name, n);
+        self.total.add_named(name, n);
     }
 
     /// Starts a new window when the current one is a second old. Called once per

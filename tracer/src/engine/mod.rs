@@ -66,6 +66,7 @@ mod tests;
 use std::path::PathBuf;
 
 use serde::Serialize;
+use tracer_abi as abi;
 
 pub use hash::{FxBuild, FxHashMap, FxHashSet, FxHasher};
 use model::lines;
@@ -136,36 +137,35 @@ pub enum Update {
     Dropped { proc: ProcRef },
 }
 
-/// Applied events by kind.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct KindCounts {
-    pub fork: u64,
-    pub clone: u64,
-    pub exec: u64,
-    pub thread_exit: u64,
-    pub exit: u64,
-    pub rename: u64,
-    pub cgroup: u64,
-    pub snapshot: u64,
-}
+/// Applied events by kind, indexed by the registry (`abi::KINDS`): no field per
+/// kind to keep in step. Serialized as `{name: count}` for the kinds that are events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KindCounts([u64; abi::KINDS.len()]);
 
 impl KindCounts {
+    pub fn get(&self, kind: abi::Kind) -> u64 {
+        self.0[kind.index()]
+    }
+
     pub fn total(&self) -> u64 {
-        self.fork + self.clone + self.exec + self.thread_exit + self.exit + self.rename + self.cgroup + self.snapshot
+        self.0.iter().sum()
     }
 
     fn count(&mut self, body: &Body) {
-        let c = match body {
-            Body::Fork { .. } => &mut self.fork,
-            Body::Clone { .. } => &mut self.clone,
-            Body::Exec { .. } => &mut self.exec,
-            Body::ThreadExit { .. } => &mut self.thread_exit,
-            Body::ProcessExit { .. } => &mut self.exit,
-            Body::Rename { .. } => &mut self.rename,
-            Body::CgroupAttach { .. } => &mut self.cgroup,
-            Body::Snapshot { .. } => &mut self.snapshot,
-        };
-        *c += 1;
+        self.0[body.kind().index()] += 1;
+    }
+}
+
+impl Serialize for KindCounts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        // A cgroup path record is never applied as an event.
+        let kinds = abi::Kind::ALL.into_iter().filter(|k| *k != abi::Kind::Cgroup);
+        let mut m = s.serialize_map(None)?;
+        for k in kinds {
+            m.serialize_entry(k.name(), &self.get(k))?;
+        }
+        m.end()
     }
 }
 

@@ -152,7 +152,7 @@ impl Counters {
         Counters {
             tasks: s.threads as u64,
             processes: s.processes as u64,
-            events_total: s.applied.total().saturating_sub(s.applied.snapshot),
+            events_total: s.applied.total().saturating_sub(s.applied.get(tracer_abi::Kind::Snapshot)),
             lost: s.lost,
             degraded: s.degraded,
         }

@@ -4,6 +4,7 @@
 use super::testkit::*;
 use super::*;
 use crate::event::{Body, Comm, ExitStatus, ProcRef};
+use tracer_abi::Kind;
 
 mod walk;
 
@@ -106,7 +107,10 @@ fn fork_exec_exit() {
     assert_eq!(kinds(&t.take()), ["fork:100", "exec:100", "exit:100"]);
     let s = t.e.stats();
     assert_eq!((s.processes, s.threads, s.exited), (1, 1, 1));
-    assert_eq!((s.applied.fork, s.applied.exec, s.applied.exit, s.applied.total()), (2, 1, 1, 4));
+    assert_eq!(
+        (s.applied.get(Kind::Fork), s.applied.get(Kind::Exec), s.applied.get(Kind::ProcessExit), s.applied.total()),
+        (2, 1, 1, 4)
+    );
 
     // Kept for the linger, then dropped.
     t.tick(30 + 2 * SEC - 1);
@@ -136,7 +140,10 @@ fn fifty_threads_then_exit() {
     assert!(!t.p(100).is_alive());
     let s = t.e.stats();
     assert_eq!((s.processes, s.threads, s.held_exits), (1, 1, 0));
-    assert_eq!((s.applied.clone, s.applied.thread_exit, s.applied.exit), (50, 50, 1));
+    assert_eq!(
+        (s.applied.get(Kind::Clone), s.applied.get(Kind::ThreadExit), s.applied.get(Kind::ProcessExit)),
+        (50, 50, 1)
+    );
 }
 
 #[test]
@@ -353,7 +360,7 @@ fn cgroup_move_without_exec() {
     // The process moved (cgroup.procs): the leader's task says where to.
     t.apply(&[attach(13, tk(100, 100, 1), 99)]);
     assert_eq!(t.p(100).cgroup_id, 99);
-    assert_eq!(t.e.stats().applied.cgroup, 2);
+    assert_eq!(t.e.stats().applied.get(Kind::CgroupAttach), 2);
 }
 
 #[test]
