@@ -3,7 +3,8 @@
 //! title), that names itself with ESC, CSI and BEL (prctl PR_SET_NAME). Every text
 //! view (`tracer events`, `ps`, `ps -L`, `ps -C`, `containers`, `stats`, in
 //! process and through a daemon) shows it escaped: no control byte reaches the
-//! terminal, and the escaped form is there, so the process was shown.
+//! terminal, and the escaped form is there, so the process was shown. So does a
+//! plain runc container's start story, with such an entrypoint.
 
 use std::{
     os::unix::ffi::OsStrExt,
@@ -15,6 +16,7 @@ use std::{
 use crate::support::{
     self, TempDir,
     daemon::Daemon,
+    runc::RuncContainer,
     tracer::TRACER,
     workload::{Workload, compile_c},
 };
@@ -230,4 +232,34 @@ fn hostile_names_are_escaped_in_every_text_view() {
         assert_safe(&what, &ev.stop());
     }
     daemon.stop();
+}
+
+/// A container whose entrypoint has such arguments: its start story, its `ps -C`
+/// header and rows and the containers list are safe, and show them escaped.
+#[test]
+fn hostile_entrypoint_is_escaped_in_stories_and_container_views() {
+    if !support::require_root() || !support::require_tool("runc") {
+        return;
+    }
+    if !Path::new("/bin/busybox").exists() {
+        assert!(!support::under_ci(), "/bin/busybox (busybox-static) is missing");
+        eprintln!("skipping: no /bin/busybox");
+        return;
+    }
+    let stories = TextEvents::start(&["--containers", "--standalone"]);
+    // sh stays (a list, not one command to exec), with the arguments as $0 and $1.
+    let c = RuncContainer::run_args("hostile", &["/bin/sh", "-c", "sleep 300; :", OSC0, OSC52]);
+    let args = "/bin/sh -c sleep 300; : \\x1b]0;title\\x07 \\x1b]52;c;aGFja2Vk\\x07";
+    stories.wait_line(&["container start", &c.id]);
+    stories.wait_line(&["entrypoint", &format!("/bin/sh: {args}")]);
+    let ps = shown(&["ps", "-C", "--standalone"], &[&format!("[runc {}]", c.id), args]);
+    let header = ps.lines().position(|l| l.contains(&format!("[runc {}]", c.id)));
+    let row = ps.lines().position(|l| l.contains(args));
+    assert!(header < row, "ps -C: the process is not under its container's header:\n{ps}");
+    shown(&["ps", "-C", "-L", "--standalone"], &[args]);
+    shown(&["containers", "--standalone"], &[&c.id]);
+    let id = c.id.clone();
+    c.stop();
+    stories.wait_line(&["container stop", &id]);
+    assert_safe(&stories.what.clone(), &stories.stop());
 }
