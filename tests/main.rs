@@ -10,5 +10,6 @@ mod check;
 mod containers;
 mod daemon;
 mod events;
+mod hostile;
 mod tree;
 mod watch;

@@ -28,6 +28,11 @@ impl RuncContainer {
 
     /// `runc run -d` of `/bin/sleep 300` in a busybox bundle, as `tracer-it-runc-PID-NAME`.
     pub fn run(name: &str) -> RuncContainer {
+        RuncContainer::run_args(name, &["/bin/sleep", "300"])
+    }
+
+    /// As [`RuncContainer::run`], with `args` as the container's process.
+    pub fn run_args(name: &str, args: &[&str]) -> RuncContainer {
         let bundle = TempDir::new("runc-bundle");
         // The rootfs path must be absolute and not go through a symlink (/tmp may be one).
         let dir = bundle.path().canonicalize().expect("canonical bundle path");
@@ -43,7 +48,7 @@ impl RuncContainer {
         assert!(out.status.success(), "runc spec: {}", String::from_utf8_lossy(&out.stderr));
         let config = dir.join("config.json");
         let mut spec: Value = serde_json::from_slice(&std::fs::read(&config).expect("config.json")).expect("JSON");
-        spec["process"]["args"] = serde_json::json!(["/bin/sleep", "300"]);
+        spec["process"]["args"] = serde_json::json!(args);
         spec["process"]["terminal"] = Value::Bool(false);
         spec["root"]["path"] = Value::from(rootfs.display().to_string());
         spec["root"]["readonly"] = Value::Bool(true);

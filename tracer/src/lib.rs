@@ -10,6 +10,7 @@ pub mod container;
 pub mod containers;
 pub mod daemon;
 pub mod engine;
+pub mod escape;
 pub mod event;
 pub mod events;
 pub mod render;

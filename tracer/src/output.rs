@@ -1,11 +1,11 @@
 //! How `tracer events` prints an event: one aligned text line or one JSON line.
 
-use std::fmt::Write as _;
+use std::{borrow::Cow, fmt::Write as _};
 
 use serde::Serialize;
 
 use crate::{
-    clock,
+    clock, escape,
     event::{Argv, Body, Comm, Event, ProcRef, TaskInfo},
     users,
 };
@@ -60,27 +60,14 @@ pub fn text_header() -> String {
     )
 }
 
-fn comm_shown(task: &TaskInfo) -> String {
-    if task.kthread { format!("[{}]", task.comm) } else { task.comm.to_string() }
-}
-
-/// Appends `s` with control characters escaped, so that a line stays one line.
-fn push_escaped(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
+/// The comm as the COMM column shows it, escaped (see [`escape`]).
+fn comm_shown(task: &TaskInfo) -> Cow<'_, str> {
+    let comm = escape::bytes(task.comm.as_bytes());
+    if task.kthread { Cow::Owned(format!("[{comm}]")) } else { comm }
 }
 
 fn argv_text(out: &mut String, argv: &Argv) {
-    push_escaped(out, &argv.joined());
+    escape::push_argv(out, argv);
     if argv.truncated {
         let _ = write!(out, " [argv truncated: {} of {} bytes]", argv.raw.len(), argv.real_len);
     }
@@ -103,7 +90,7 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
                 t.pid,
                 t.tid,
                 t.ppid,
-                users::name(t.uid),
+                escape::text(&users::name(t.uid)),
                 comm_shown(t),
             );
             match &ev.body {
@@ -114,7 +101,7 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
                     let _ = write!(out, "new thread, created by tid {creator_tid}");
                 }
                 Body::Exec { old_tid, filename, filename_truncated, argv } => {
-                    push_escaped(&mut out, filename);
+                    escape::push(&mut out, filename);
                     if *filename_truncated {
                         out.push_str("[...]");
                     }
@@ -128,11 +115,13 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
                     let _ = write!(out, "{status}");
                 }
                 Body::Rename { new_comm } => {
-                    let _ = write!(out, "{} -> {}", t.comm, new_comm);
+                    escape::push_bytes(&mut out, t.comm.as_bytes());
+                    out.push_str(" -> ");
+                    escape::push_bytes(&mut out, new_comm.as_bytes());
                 }
                 Body::CgroupAttach { threadgroup, path } => {
                     match path {
-                        Some(p) => push_escaped(&mut out, p),
+                        Some(p) => escape::push(&mut out, p),
                         None => {
                             let _ = write!(out, "cgroup id {}", t.cgroup_id);
                         }
@@ -156,8 +145,8 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
                 child.pid,
                 child.pid,
                 new_ppid,
-                users::name(*uid),
-                comm.to_string(),
+                escape::text(&users::name(*uid)),
+                escape::bytes(comm.as_bytes()),
                 old_ppid,
                 new_ppid
             );
@@ -171,8 +160,8 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
                 proc.pid,
                 proc.pid,
                 ppid,
-                users::name(*uid),
-                comm.to_string(),
+                escape::text(&users::name(*uid)),
+                escape::bytes(comm.as_bytes()),
             );
         }
         Line::Lost { ts_ns, lost, total } => {
@@ -342,12 +331,22 @@ struct JsonLost {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::testkit::{exec, rename, tk};
 
+    /// Comm, new comm, file name and argv are the traced process's: escaped, one line.
     #[test]
-    fn control_characters_are_escaped() {
-        let mut s = String::new();
-        push_escaped(&mut s, "a\nb\tc\u{1}");
-        assert_eq!(s, "a\\nb\\tc\\x01");
+    fn the_traced_worlds_strings_are_escaped() {
+        let mut t = tk(5, 5, 1);
+        t.comm = Comm::from_str_lossy("a\u{1b}[2J\u{7}");
+        let lines = [
+            text(&Line::Event(&rename(1, t, "b\u{9b}1m\\")), 0),
+            text(&Line::Event(&exec(2, t, 5, "/tmp/x\ny", &["x", "\u{1b}]52;c;aGk=\u{7}"])), 0),
+        ];
+        for l in &lines {
+            assert!(!l.chars().any(char::is_control), "{l:?}");
+        }
+        assert!(lines[0].contains("a\\x1b[2J\\x07 -> b\\xc2\\x9b1m\\\\"), "{}", lines[0]);
+        assert!(lines[1].ends_with("/tmp/x\\ny: x \\x1b]52;c;aGk=\\x07"), "{}", lines[1]);
     }
 
     #[test]

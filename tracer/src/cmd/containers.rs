@@ -9,6 +9,7 @@ use crate::{
     cli::ContainersArgs,
     clock, containers,
     daemon::{client::Client, protocol::Request},
+    escape,
     tracker::{self, Tracker},
 };
 
@@ -32,9 +33,11 @@ pub async fn run(args: ContainersArgs) -> Result<ExitCode> {
 }
 
 /// The text table, from the JSON list (the same whether a daemon made it or not).
+/// Every string is escaped (see [`escape`]): ids, names and images are the
+/// traced world's.
 pub fn table(list: &Value, no_trunc: bool) -> String {
     let boot = clock::boot_epoch_ns();
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+    let s = |v: &Value, k: &str| escape::text(v.get(k).and_then(Value::as_str).unwrap_or("-")).into_owned();
     let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
     let rows: Vec<[String; 9]> = list
         .as_array()
@@ -43,7 +46,8 @@ pub fn table(list: &Value, no_trunc: bool) -> String {
         .iter()
         .map(|c| {
             let id = if no_trunc { s(c, "id") } else { s(c, "short_id") };
-            let pod = c.pointer("/pod/uid").and_then(Value::as_str).map_or("-".to_string(), str::to_string);
+            let pod =
+                c.pointer("/pod/uid").and_then(Value::as_str).map_or("-".to_string(), |u| escape::text(u).into_owned());
             [
                 id,
                 s(c, "runtime"),

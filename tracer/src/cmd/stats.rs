@@ -13,6 +13,7 @@ use crate::{
         server::{Rates, stats_json},
     },
     engine::Update,
+    escape,
     tracker::{self, Tracker},
 };
 
@@ -46,8 +47,10 @@ pub async fn run(args: StatsArgs) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
     } else if let Value::Object(m) = &stats {
+        // Values as JSON text, escaped as every text view is (no counter is the
+        // traced world's today; this keeps it so if one ever is).
         for (k, v) in m {
-            println!("{k:<14} {v}");
+            println!("{k:<14} {}", escape::text(&v.to_string()));
         }
     }
     Ok(ExitCode::SUCCESS)

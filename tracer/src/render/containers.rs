@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::container::{Attribution, Cgroups, ContainerRef, Pod, Qos, Runtime};
 use crate::engine::{Engine, Process};
+use crate::escape;
 
 /// The views' name for the one container type (kept so their imports need nothing).
 pub use crate::container::Container as Known;
@@ -20,20 +21,24 @@ pub use crate::container::{NameCache, REFRESH_FOUND, RETRY_MISSING};
 /// How the views show a container (its identity is in `container/mod.rs`).
 impl Known {
     /// `docker 1a2b3c4d5e6f web-a tracer-it-busybox:1`, then `pod UID` or `ns NAMESPACE`
-    /// when there is one.
+    /// when there is one; for a text view, so each part is escaped (see [`escape`]):
+    /// ids, names and images come from cgroup paths and runtimes' files.
     pub fn label(&self) -> String {
         let c = &self.container;
-        let mut s = format!("{} {}", c.runtime.name(), self.display_id());
+        let mut s = String::with_capacity(64);
+        s.push_str(c.runtime.name());
+        s.push(' ');
+        escape::push(&mut s, self.display_id());
         for part in [&self.name, &self.image].into_iter().flatten().filter(|p| !p.is_empty()) {
             s.push(' ');
-            s.push_str(part);
+            escape::push(&mut s, part);
         }
         if let Some(p) = &c.pod {
             s.push_str(" pod ");
-            s.push_str(&p.uid);
+            escape::push(&mut s, &p.uid);
         } else if let Some(ns) = &c.namespace {
             s.push_str(" ns ");
-            s.push_str(ns);
+            escape::push(&mut s, ns);
         }
         s
     }

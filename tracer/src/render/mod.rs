@@ -35,9 +35,9 @@ use std::fmt::Write as _;
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
-use crate::clock;
 use crate::engine::{Engine, Process};
 use crate::event::ProcRef;
+use crate::{clock, escape};
 pub use containers::{Containers, Known, NameCache};
 
 /// What the caller knows of time and memory, for START, TIME and RSS.
@@ -302,7 +302,7 @@ fn ns_pid_cell(p: &Process, host_pidns: Option<u32>) -> String {
 }
 
 /// The text of a container header row: `[docker 1a2b3c4d5e6f web-a busybox:1]`, or
-/// `[host]`.
+/// `[host]` (escaped, as [`Known::label`] is).
 pub fn header_label(container: Option<&Known>) -> String {
     match container {
         Some(k) => format!("[{}]", k.label()),
@@ -328,14 +328,27 @@ fn header_cell(container: Option<&Known>, depth: usize) -> String {
 }
 
 /// The command as ps shows it: argv joined by spaces, or `[comm]` for a kernel
-/// thread or a process without a readable argv.
+/// thread or a process without a readable argv. Exact, for JSON; the text views
+/// use [`push_command`].
 pub fn command(p: &Process) -> String {
     if p.kthread || p.argv.is_empty() { format!("[{}]", p.comm) } else { p.argv.joined() }
 }
 
+/// Appends [`command`], escaped for a terminal (see [`escape`]).
+pub fn push_command(out: &mut String, p: &Process) {
+    if p.kthread || p.argv.is_empty() {
+        out.push('[');
+        escape::push_bytes(out, p.comm.as_bytes());
+        out.push(']');
+    } else {
+        escape::push_argv(out, &p.argv);
+    }
+}
+
+/// USER, escaped.
 fn user(p: &Process) -> Cow<'_, str> {
     match &p.user {
-        Some(u) => Cow::Borrowed(u),
+        Some(u) => escape::text(u),
         None => Cow::Owned(p.uid.to_string()),
     }
 }
@@ -460,7 +473,7 @@ pub fn forest_in(
             }
         }
         let mut cmd = tree_prefix(r.depth);
-        cmd.push_str(&command(p));
+        push_command(&mut cmd, p);
         cmd.push_str(&exited_suffix(p));
         cells.push(cmd);
         t.rows.push(cells);
@@ -527,7 +540,8 @@ pub fn threads_in(
         };
         let mut ths: Vec<_> = p.threads.iter().collect();
         ths.sort_by_key(|th| (th.tid != p.pid, th.tid));
-        let cmd = command(p);
+        let mut cmd = String::new();
+        push_command(&mut cmd, p);
         let nspid = ns_pid_cell(p, host);
         for th in ths {
             t.rows.push(vec![

@@ -524,3 +524,50 @@ fn ten_thousand_processes_in_a_hundred_containers() {
     // Generous (debug builds, a busy machine): the release build is far below.
     assert!(build < std::time::Duration::from_millis(200), "{build:?}");
 }
+
+/// No character a terminal would obey in `s`: no C0 but newline, no DEL, no C1.
+fn inert(s: &str) -> bool {
+    s.chars().all(|c| c == '\n' || !c.is_control())
+}
+
+/// What a process chose (its comm, argv, its user's name, its container's name and
+/// image) is shown escaped in the text views, exact in the JSON.
+#[test]
+fn the_traced_worlds_strings_are_escaped_in_text_exact_in_json() {
+    let users = UserTable::from_passwd("root:x:0:0::/root:/bin/sh\nev\u{1b}[1mil:x:1000:1000::/:/bin/sh\n");
+    let mut e = Engine::with_users(cfg(), users);
+    let mut out = Vec::new();
+    let mut init = named(tk(1, 1, 0), "systemd");
+    init.uid = 0;
+    let mut evil = named(at(tk(500, 500, 1), 11 * H), "x\u{1b}[2J\u{7}");
+    evil.uid = 1000;
+    let quiet = named(at(tk(501, 501, 1), 11 * H), "q\u{9b}\\");
+    let walk = vec![
+        snap(12 * H, init, "systemd", &["/sbin/init"]),
+        snap(12 * H + 1, evil, "x", &["sh", "\u{1b}]52;c;aGk=\u{7}", "\u{1b}]0;title\u{7}\nroot 1 fake"]),
+        snap(12 * H + 2, quiet, "q", &[]),
+    ];
+    e.apply_snapshot(walk, Vec::new(), &mut out);
+    let argv_text = "sh \\x1b]52;c;aGk=\\x07 \\x1b]0;title\\x07\\nroot 1 fake";
+    let forest = forest(&e, &Filter::default(), &opts());
+    let threads = threads(&e, &Filter::default(), &opts());
+    for (view, s) in [("forest", &forest), ("threads", &threads)] {
+        assert!(inert(s), "{view}:\n{s:?}");
+        assert!(s.contains(argv_text), "{view}:\n{s}");
+        assert!(s.contains("[q\\xc2\\x9b\\\\]"), "{view}:\n{s}");
+        assert_eq!(s.lines().count(), 4, "{view}: one line per process and the titles:\n{s}");
+    }
+    assert!(forest.contains("ev\\x1b[1mil"), "{forest}");
+    let json = json(&e, &Filter::default(), &opts());
+    let p = &json["processes"][1];
+    assert_eq!(p["user"], "ev\u{1b}[1mil");
+    assert_eq!(p["comm"], "x\u{1b}[2J\u{7}");
+    assert_eq!(p["argv"][1], "\u{1b}]52;c;aGk=\u{7}");
+    assert_eq!(p["command"], "sh \u{1b}]52;c;aGk=\u{7} \u{1b}]0;title\u{7}\nroot 1 fake");
+
+    let c = crate::container::from_cgroup_path(&format!("/docker/{ID_A}")).expect("docker");
+    let k = Known { container: c, name: Some("web\u{1b}]0;t\u{7}".into()), image: Some("i\nmg".into()) };
+    assert_eq!(k.label(), "docker 1a2b3c4d5e6f web\\x1b]0;t\\x07 i\\nmg");
+    assert_eq!(header_label(Some(&k)), "[docker 1a2b3c4d5e6f web\\x1b]0;t\\x07 i\\nmg]");
+    assert_eq!(k.to_json()["name"], "web\u{1b}]0;t\u{7}");
+}

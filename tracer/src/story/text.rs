@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{Stage, StartStory, StopStory, Story, Subject};
+use crate::escape;
 
 impl Stage {
     /// The stage's name in the text (as in the JSON).
@@ -32,11 +33,12 @@ impl Story {
         }
     }
 
-    /// One short line: what happened to which container, and the gist.
+    /// One short line: what happened to which container, and the gist (escaped, as
+    /// all the text is: see [`escape`]).
     pub fn headline(&self) -> String {
         let who = |c: &Subject| {
             let name = c.name.as_deref().unwrap_or(&c.short_id);
-            format!("{} {name}", c.runtime.name())
+            format!("{} {}", c.runtime.name(), escape::text(name))
         };
         match self {
             Story::ContainerStart(s) => {
@@ -65,14 +67,17 @@ impl Story {
 }
 
 /// The container as the text names it: runtime and short id, then its name and
-/// image when known.
+/// image when known, escaped.
 fn full_name(c: &Subject) -> String {
-    let mut s = format!("{} {}", c.runtime.name(), c.short_id);
+    let mut s = format!("{} {}", c.runtime.name(), escape::text(&c.short_id));
     if let Some(n) = &c.name {
-        let _ = write!(s, " {n}");
+        s.push(' ');
+        escape::push(&mut s, n);
     }
     if let Some(i) = &c.image {
-        let _ = write!(s, " ({i})");
+        s.push_str(" (");
+        escape::push(&mut s, i);
+        s.push(')');
     }
     s
 }
@@ -94,15 +99,17 @@ fn start_text(s: &StartStory, boot_epoch_ns: i128) -> String {
     }
     let _ = write!(out, ", {} forks and {} threads in its first second", s.forks, s.threads);
     for st in &s.steps {
+        // The detail is tracer's words around the traced world's (a command line,
+        // a cgroup path): escaped whole, so that each story line stays one line.
         let _ = write!(
             out,
-            "\n  {:>10}  {:<12} pid {:<7} {:<16} {}",
+            "\n  {:>10}  {:<12} pid {:<7} {:<16} ",
             format!("+{}", ms(st.since_ns)),
             st.stage.name(),
             st.pid,
-            st.comm,
-            st.detail.replace(['\n', '\t'], " ")
+            escape::text(&st.comm),
         );
+        escape::push(&mut out, &st.detail);
     }
     out
 }
@@ -189,5 +196,46 @@ mod tests {
         });
         let back: Story = serde_json::from_value(serde_json::to_value(&start).expect("ser")).expect("de");
         assert_eq!(back.headline(), "container started: docker 1a2b, entrypoint after 133.5 ms, init pid 950");
+    }
+
+    /// A container's name and image, a step's comm and command line: the story's
+    /// text and headline show them escaped, each stage on one line.
+    #[test]
+    fn the_traced_worlds_strings_are_escaped() {
+        use super::super::Step;
+        let subject = Subject {
+            runtime: container::Runtime::Docker,
+            id: "1a2b".into(),
+            short_id: "1a\\2b".into(),
+            name: Some("web\u{1b}]0;t\u{7}".into()),
+            image: Some("img\n:1".into()),
+            pod: None,
+            cgroup: None,
+        };
+        let step = Step {
+            stage: Stage::Entrypoint,
+            ts_ns: 1,
+            since_ns: 0,
+            pid: 950,
+            comm: "c\u{1b}[2J".into(),
+            detail: "/bin/sh: sh \u{1b}]52;c;aGk=\u{7}\n  fake stage".into(),
+        };
+        let start = Story::ContainerStart(StartStory {
+            container: subject,
+            ts_ns: 1,
+            steps: vec![step],
+            to_entrypoint_ns: None,
+            init_pid: None,
+            init_ns_pid: None,
+            forks: 0,
+            threads: 0,
+        });
+        let text = start.text(0);
+        assert!(text.chars().all(|c| c == '\n' || !c.is_control()), "{text:?}");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("docker 1a\\\\2b web\\x1b]0;t\\x07 (img\\n:1)"), "{text}");
+        assert!(text.contains("c\\x1b[2J"), "{text}");
+        assert!(text.contains("/bin/sh: sh \\x1b]52;c;aGk=\\x07\\n  fake stage"), "{text}");
+        assert_eq!(start.headline(), "container started: docker web\\x1b]0;t\\x07");
     }
 }

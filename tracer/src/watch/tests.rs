@@ -728,3 +728,47 @@ fn container_news_in_the_status_line_while_it_is_news() {
     let got = screen(&mut v, 160, 10);
     assert_eq!(got[1], "4 of 4 processes  ? help  / filter  q quit");
 }
+
+/// A process's comm and argv and a container's name are shown escaped, in the
+/// rows of either layout, the threads and the group headers.
+#[test]
+fn the_traced_worlds_strings_are_escaped() {
+    let mut v = view();
+    let mut e = engine();
+    let mut a = task(10, 10, 0, "a\u{1b}[2J\u{7}");
+    a.cgroup_id = 7;
+    let b = task(20, 20, 10, "b");
+    let mut b2 = task(20, 21, 10, "t\u{9b}1m\\");
+    b2.start_ns = 5;
+    let evil = ["sh", "\u{1b}]52;c;aGk=\u{7}", "\u{1b}]0;title\u{7}\nfake"];
+    apply(&mut e, &mut v, vec![fork(1, a), fork(2, b), exec(3, b, 20, "/bin/sh", &evil), clone(5, b2)]);
+    let mut cx = Containers::default();
+    let runc = crate::container::plain("/box").expect("runc");
+    cx.insert(7, Arc::new(Known { container: runc, name: Some("n\u{1b}]0;x\u{7}".into()), image: None }));
+    let inert = |s: &str| s.chars().all(|c| !c.is_control());
+    for grouped in [false, true] {
+        let mut v = View::new(Config::default(), "");
+        if grouped {
+            key(&mut v, KeyCode::Char('c'));
+        }
+        v.rebuild(&e, &cx, Counters::of(&e), NOW);
+        for _ in 0..4 {
+            if v.selected() != Some(RowKey::Proc(pr(20))) {
+                key(&mut v, KeyCode::Down);
+            }
+        }
+        assert_eq!(v.selected(), Some(RowKey::Proc(pr(20))), "grouped {grouped}");
+        key(&mut v, KeyCode::Enter);
+        v.rebuild(&e, &cx, Counters::of(&e), NOW);
+        let texts: Vec<String> = v.rows().iter().map(|r| super::ui::row_text(r, NOW)).collect();
+        let all = texts.join("\n");
+        assert!(texts.iter().all(|t| inert(t)), "grouped {grouped}:\n{all:?}");
+        assert!(all.contains("[a\\x1b[2J\\x07]"), "grouped {grouped}:\n{all}");
+        assert!(all.contains("sh \\x1b]52;c;aGk=\\x07 \\x1b]0;title\\x07\\nfake"), "grouped {grouped}:\n{all}");
+        assert!(all.contains("n\\x1b]0;x\\x"), "grouped {grouped}: the container's name:\n{all}");
+        assert!(all.contains("t\\xc2\\x9b1m\\\\"), "grouped {grouped}: the thread's comm:\n{all}");
+        if grouped {
+            assert!(all.contains("runc box n\\x1b]0;x\\x07: "), "{all}");
+        }
+    }
+}

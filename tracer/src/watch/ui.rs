@@ -24,6 +24,7 @@ use ratatui::{
 use super::filter::NO_CONTAINER;
 use super::view::{NEW_FOR_NS, ProcRow, Row, SEC, SPAWN_WINDOW_NS, ThreadRow, View};
 use crate::engine::ProcState;
+use crate::escape;
 use crate::event::signal_name;
 
 /// Lines above the rows.
@@ -77,18 +78,13 @@ pub fn spawn_rate(count: u32) -> String {
     if rate >= 9.95 { format!("+{rate:.0}/s") } else { format!("+{rate:.1}/s") }
 }
 
-/// USER as ps shows it: the name (cut to 8 with a `+`), else the uid.
+/// USER as ps shows it: the name (escaped, then cut to 8 with a `+`), else the uid.
 fn user(p: &ProcRow) -> String {
     let u = match &p.user {
-        Some(u) => u.to_string(),
+        Some(u) => escape::text(u).into_owned(),
         None => p.uid.to_string(),
     };
     if u.chars().count() > 8 { format!("{}+", u.chars().take(7).collect::<String>()) } else { u }
-}
-
-/// Control characters (from argv or comm) as `?`, as ps shows them.
-fn printable(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 /// How an exited process ended: `exit 3`, `SIGKILL`, `SIGSEGV core`, `gone`.
@@ -107,7 +103,7 @@ pub fn exit_label(p: &ProcRow) -> String {
 }
 
 /// The COMMAND cell of a process: the tree prefix (`\_ ` as ps f draws it), the exit
-/// label of an exited one, then argv (or `[comm]`).
+/// label of an exited one, then argv (or `[comm]`), escaped (see [`escape`]).
 pub fn command(p: &ProcRow) -> String {
     let mut s = String::new();
     if p.depth > 0 {
@@ -118,9 +114,11 @@ pub fn command(p: &ProcRow) -> String {
         let _ = write!(s, "<{}> ", exit_label(p));
     }
     if p.kthread || p.argv.is_empty() {
-        let _ = write!(s, "[{}]", printable(&p.comm.to_string()));
+        s.push('[');
+        escape::push_bytes(&mut s, p.comm.as_bytes());
+        s.push(']');
     } else {
-        s.push_str(&printable(&p.argv.joined()));
+        escape::push_argv(&mut s, &p.argv);
     }
     s
 }
@@ -131,8 +129,8 @@ pub fn container(p: &ProcRow) -> String {
     match &p.container {
         None => NO_CONTAINER.to_string(),
         Some(k) => {
-            let n = printable(k.short_name());
-            if n.chars().count() > 12 { format!("{}+", n.chars().take(11).collect::<String>()) } else { n }
+            let n = escape::text(k.short_name());
+            if n.chars().count() > 12 { format!("{}+", n.chars().take(11).collect::<String>()) } else { n.into_owned() }
         }
     }
 }
@@ -143,7 +141,7 @@ pub fn row_text(row: &Row, now: u64) -> String {
         Row::Group { container, processes, .. } => {
             let n = if *processes == 1 { "process" } else { "processes" };
             match container {
-                Some(k) => format!("{}: {processes} {n}", printable(&k.label())),
+                Some(k) => format!("{}: {processes} {n}", k.label()),
                 None => format!("no container: {processes} {n}"),
             }
         }
@@ -173,7 +171,7 @@ fn thread_text(t: &ThreadRow, now: u64) -> String {
         age(now.saturating_sub(t.start_ns)),
         "",
         "    ".repeat(t.depth),
-        printable(&t.comm.to_string())
+        escape::bytes(t.comm.as_bytes())
     )
 }
 
