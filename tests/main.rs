@@ -10,5 +10,6 @@ mod check;
 mod containers;
 mod daemon;
 mod events;
+mod privileges;
 mod tree;
 mod watch;

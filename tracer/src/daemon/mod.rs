@@ -6,6 +6,7 @@ pub mod client;
 pub mod latency;
 pub mod listen;
 pub mod outbox;
+pub mod privileges;
 pub mod protocol;
 pub mod server;
 

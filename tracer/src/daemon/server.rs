@@ -34,6 +34,7 @@ use super::{
     latency::{self, Latency},
     listen,
     outbox::{self, Outbox},
+    privileges,
     protocol::{self, Filter, LineFormat, Request, SnapshotFormat},
 };
 use crate::{
@@ -185,6 +186,9 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
     let mut updates = Vec::with_capacity(4096);
     let tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
     let listener = listen::bind(&path, gid).await?;
+    // Loaded, attached, walked and bound: from here on only repair walks need a privilege.
+    let kept = privileges::drop_all_but_needed()?;
+    log::debug!("capabilities kept: {}", privileges::names(&kept));
     log::info!("tracer daemon: serving {} ({} processes tracked)", path.display(), tracker.engine.stats().processes);
     eprintln!("tracer: daemon tracing; serving {}", path.display());
     let config = Config { max_clients: args.max_clients as usize, ..Config::new(gid, args.state.enricher()) };
