@@ -192,8 +192,18 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
     log::info!("tracer daemon: serving {} ({} processes tracked)", path.display(), tracker.engine.stats().processes);
     eprintln!("tracer: daemon tracing; serving {}", path.display());
     let config = Config { max_clients: args.max_clients as usize, ..Config::new(gid, args.state.enricher()) };
+    // For systemd (Type=notify): ready once the first walk is done and the socket bound.
+    notify(&[sd_notify::NotifyState::Ready]);
     serve(listener, tracker, async move { shutdown.wait().await }, config).await?;
+    notify(&[sd_notify::NotifyState::Stopping]);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the service manager, if one started us (NOTIFY_SOCKET), how we stand.
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        log::debug!("telling the service manager: {e}");
+    }
 }
 
 /// Serves clients on `listener` from `source` until `shutdown` completes (then
