@@ -10,6 +10,6 @@ mod check;
 mod containers;
 mod daemon;
 mod events;
-mod privileges;
+mod hardening;
 mod tree;
 mod watch;

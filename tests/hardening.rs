@@ -1,9 +1,10 @@
-//! `tracer daemon` drops its privileges once it serves: every thread keeps only
-//! CAP_BPF (effective and permitted; nothing inheritable or ambient) and has
-//! no_new_privs, as /proc/<pid>/task/*/status tells; and with that alone a
-//! repair walk after lost events still works, and so does `tracer ps`.
+//! `tracer daemon` against hostile conditions. It drops its privileges once it
+//! serves: every thread keeps only CAP_BPF (effective and permitted; nothing
+//! inheritable or ambient) and has no_new_privs, as /proc/<pid>/task/*/status
+//! tells; with that alone a repair walk after lost events still works, and so
+//! does `tracer ps`. Out of file descriptors, it keeps serving once they free up.
 
-use std::{process::Command, time::Duration};
+use std::{os::unix::net::UnixStream, process::Command, time::Duration};
 
 use serde_json::Value;
 
@@ -100,5 +101,41 @@ fn daemon_keeps_only_cap_bpf_and_still_repairs() {
     let text = ps.to_string();
     assert!(text.contains(&format!("\"pid\":{me}")), "tracer ps does not show this test ({me}): {text}");
     assert!(!d.stderr().contains("ERROR"), "errors on the daemon's stderr:\n{}", d.stderr());
+    d.stop();
+}
+
+/// Sets the daemon's soft limit on open files (the hard one stays: raising it
+/// back would need CAP_SYS_RESOURCE); returns the old soft limit.
+fn set_nofile(pid: u32, soft: u64) -> u64 {
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: prlimit fills `old`, ours.
+    let r = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+    assert_eq!(r, 0, "reading the daemon's limit: {}", std::io::Error::last_os_error());
+    let new = libc::rlimit { rlim_cur: soft, rlim_max: old.rlim_max };
+    // SAFETY: prlimit reads `new`, ours.
+    let r = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
+    assert_eq!(r, 0, "setting the daemon's limit: {}", std::io::Error::last_os_error());
+    old.rlim_cur
+}
+
+#[test]
+fn daemon_out_of_descriptors_keeps_serving() {
+    if !support::require_root() {
+        return;
+    }
+    let _t = Timed::start("daemon_out_of_descriptors_keeps_serving");
+    let d = Daemon::start(&["--max-clients", "1000"]);
+    // The oracle: how many descriptors it has open now; room for four more.
+    let open = std::fs::read_dir(format!("/proc/{}/fd", d.pid())).expect("the daemon's fds").count() as u64;
+    let old = set_nofile(d.pid(), open + 4);
+    // Fifty clients wait in the listener's backlog while accept fails (EMFILE).
+    let flood: Vec<UnixStream> = (0..50).map(|_| UnixStream::connect(d.socket()).expect("connect")).collect();
+    let hit = poll(Duration::from_secs(10), || d.stderr().contains("pausing new connections").then_some(()));
+    assert!(hit.is_some(), "the daemon never ran out of descriptors; stderr:\n{}", d.stderr());
+    drop(flood);
+    set_nofile(d.pid(), old);
+    // It still serves: the accept loop went on.
+    assert_eq!(d.request(&serde_json::json!({"verb": "version"}))["ok"], true);
+    assert!(stat_u64(&d.stats(), "processes") > 1);
     d.stop();
 }
