@@ -22,9 +22,23 @@ use super::{
     tests::{Client, PATIENCE, config, socket_path, with_daemon},
 };
 
-/// A fresh temporary directory (the one [`socket_path`] made).
-fn temp_dir() -> PathBuf {
-    socket_path().parent().expect("a directory").to_path_buf()
+/// A fresh temporary directory (the one [`socket_path`] made), removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        TempDir(socket_path().parent().expect("a directory").to_path_buf())
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 async fn bind_error(path: &Path) -> String {
@@ -36,7 +50,8 @@ async fn bind_error(path: &Path) -> String {
 
 #[tokio::test]
 async fn a_regular_file_at_the_path_survives_and_bind_fails() {
-    let path = temp_dir().join("passwd");
+    let dir = TempDir::new();
+    let path = dir.join("passwd");
     std::fs::write(&path, "root:x:0:0\n").expect("write");
     let e = bind_error(&path).await;
     assert!(e.contains("is a regular file, not a socket") && e.contains("--socket"), "{e}");
@@ -45,7 +60,7 @@ async fn a_regular_file_at_the_path_survives_and_bind_fails() {
 
 #[tokio::test]
 async fn a_symlink_is_refused_and_its_target_survives() {
-    let dir = temp_dir();
+    let dir = TempDir::new();
     let target = dir.join("target");
     std::fs::write(&target, "keep").expect("write");
     let path = dir.join("tracer.sock");
@@ -58,7 +73,8 @@ async fn a_symlink_is_refused_and_its_target_survives() {
 
 #[tokio::test]
 async fn a_directory_is_refused() {
-    let path = temp_dir().join("sockdir");
+    let dir = TempDir::new();
+    let path = dir.join("sockdir");
     std::fs::create_dir(&path).expect("mkdir");
     std::fs::write(path.join("inside"), "x").expect("write");
     let e = bind_error(&path).await;
@@ -68,7 +84,8 @@ async fn a_directory_is_refused() {
 
 #[tokio::test]
 async fn a_stale_socket_is_replaced() {
-    let path = socket_path();
+    let dir = TempDir::new();
+    let path = dir.join("tracer.sock");
     drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
     assert!(std::fs::symlink_metadata(&path).is_ok(), "a dropped listener leaves its socket file");
     let listener = listen::bind(&path, None).await.expect("bind over a stale socket");
@@ -80,7 +97,8 @@ async fn a_stale_socket_is_replaced() {
 
 #[tokio::test]
 async fn a_live_socket_makes_bind_fail() {
-    let path = socket_path();
+    let dir = TempDir::new();
+    let path = dir.join("tracer.sock");
     let live = tokio::net::UnixListener::bind(&path).expect("bind");
     let e = bind_error(&path).await;
     assert!(e.contains("already running"), "{e}");
@@ -91,7 +109,8 @@ async fn a_live_socket_makes_bind_fail() {
 
 #[tokio::test]
 async fn a_missing_directory_is_made_0750_for_the_group() {
-    let path = temp_dir().join("run").join("tracer").join("tracer.sock");
+    let dir = TempDir::new();
+    let path = dir.join("run").join("tracer").join("tracer.sock");
     // SAFETY: getegid has no preconditions.
     let gid = unsafe { libc::getegid() };
     let _listener = listen::bind(&path, Some(gid)).await.expect("bind");
