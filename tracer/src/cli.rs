@@ -113,12 +113,16 @@ pub struct ClientArgs {
 pub struct DaemonArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
-    /// Socket to serve (created with mode 0660, owner root).
+    /// Socket to serve (created with mode 0660, group --group; its directory, if
+    /// missing, mode 0750). Only a stale socket there is replaced, nothing else.
     #[arg(long, value_name = "PATH", default_value = crate::daemon::protocol::DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,
     /// Group whose members may use the socket without root.
     #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
+    /// Most clients served at once; the next one gets an error line and is closed.
+    #[arg(long, value_name = "N", default_value_t = crate::daemon::server::MAX_CLIENTS as u32, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_clients: u32,
     #[command(flatten)]
     pub state: StateArgs,
 }

@@ -13,7 +13,16 @@ fn main() -> std::process::ExitCode {
     // the main thread): the ring buffer reader and the engine then hand batches
     // over without waking another thread. Blocking walks (block_in_place) move the
     // other tasks to a second thread while they run, so reading never stops.
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+    // Every thread registers itself, so that the daemon can drop capabilities in
+    // all of them (daemon/privileges.rs).
+    tracer::daemon::privileges::register_thread();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .on_thread_start(tracer::daemon::privileges::register_thread)
+        .on_thread_stop(tracer::daemon::privileges::unregister_thread)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tracer: error: starting the async runtime: {e}");

@@ -4,9 +4,13 @@
 
 pub mod client;
 pub mod latency;
+pub mod listen;
 pub mod outbox;
+pub mod privileges;
 pub mod protocol;
 pub mod server;
 
+#[cfg(test)]
+mod listen_tests;
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,6 @@
 //! write: one system call per batch, not per event.
 
 use std::{
-    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::ExitCode,
     sync::{Arc, atomic::Ordering},
@@ -32,7 +31,9 @@ use tokio::{
 
 use super::{
     latency::{self, Latency},
+    listen,
     outbox::{self, Outbox},
+    privileges,
     protocol::{self, Filter, LineFormat, Request, SnapshotFormat},
 };
 use crate::{
@@ -52,6 +53,10 @@ use crate::{
 const QUEUE: usize = 8192;
 /// A subscriber whose queue stays full this long is disconnected.
 const STALL_LIMIT: Duration = Duration::from_secs(5);
+/// Most clients served at once, unless `--max-clients` says otherwise.
+pub const MAX_CLIENTS: usize = 256;
+/// How long a request line may take to arrive.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a client task asks the engine task.
 struct Ask {
@@ -147,12 +152,24 @@ pub struct Config {
     pub queue: usize,
     /// A subscriber whose queue stays full this long is disconnected.
     pub stall_limit: Duration,
+    /// Most clients served at once (`--max-clients`).
+    pub max_clients: usize,
+    /// A request line must be complete this long after its first byte (after the
+    /// connection, for the first request), or the client is dropped.
+    pub request_timeout: Duration,
 }
 
 impl Config {
     /// The daemon's settings: those of production, for `gid` and `enrich`.
     pub fn new(gid: Option<u32>, enrich: crate::containers::Enricher) -> Config {
-        Config { gid, enrich, queue: QUEUE, stall_limit: STALL_LIMIT }
+        Config {
+            gid,
+            enrich,
+            queue: QUEUE,
+            stall_limit: STALL_LIMIT,
+            max_clients: MAX_CLIENTS,
+            request_timeout: REQUEST_TIMEOUT,
+        }
     }
 }
 
@@ -168,11 +185,25 @@ pub async fn run(args: DaemonArgs) -> Result<ExitCode> {
     };
     let mut updates = Vec::with_capacity(4096);
     let tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
-    let listener = bind(&path, gid).await?;
+    let listener = listen::bind(&path, gid).await?;
+    // Loaded, attached, walked and bound: from here on only repair walks need a privilege.
+    let kept = privileges::drop_all_but_needed()?;
+    log::debug!("capabilities kept: {}", privileges::names(&kept));
     log::info!("tracer daemon: serving {} ({} processes tracked)", path.display(), tracker.engine.stats().processes);
     eprintln!("tracer: daemon tracing; serving {}", path.display());
-    serve(listener, tracker, async move { shutdown.wait().await }, Config::new(gid, args.state.enricher())).await?;
+    let config = Config { max_clients: args.max_clients as usize, ..Config::new(gid, args.state.enricher()) };
+    // For systemd (Type=notify): ready once the first walk is done and the socket bound.
+    notify(&[sd_notify::NotifyState::Ready]);
+    serve(listener, tracker, async move { shutdown.wait().await }, config).await?;
+    notify(&[sd_notify::NotifyState::Stopping]);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the service manager, if one started us (NOTIFY_SOCKET), how we stand.
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        log::debug!("telling the service manager: {e}");
+    }
 }
 
 /// Serves clients on `listener` from `source` until `shutdown` completes (then
@@ -188,28 +219,20 @@ pub async fn serve<S: Source>(
 ) -> Result<()> {
     // Removed however the loop ends, by a stop or an error.
     let _guard = listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)).map(SocketGuard);
-    let Config { gid, enrich, queue, stall_limit } = config;
+    let Config { gid, enrich, queue, stall_limit, max_clients, request_timeout } = config;
     let (ask_tx, mut ask_rx) = mpsc::channel::<Ask>(256);
+    let times = ClientTimes { stall_limit, request_timeout };
     // The acceptor ends with the loop: dropping the handle's abort guard stops it
     // (and with it the listener), so no client connects to a daemon that is gone.
-    let acceptor = tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((conn, _)) => {
-                    let ask = ask_tx.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = serve_client(conn, gid, ask, stall_limit).await {
-                            log::debug!("client: {e:#}");
-                        }
-                    });
-                }
-                Err(e) => {
-                    log::warn!("accepting a client: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+    let acceptor = tokio::spawn(listen::accept(listener, max_clients, move |conn, permit| {
+        let ask = ask_tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_client(conn, gid, ask, times).await {
+                log::debug!("client: {e:#}");
             }
-        }
-    });
+            drop(permit);
+        });
+    }));
     let _acceptor = AbortOnDrop(acceptor);
 
     let started = Instant::now();
@@ -295,29 +318,6 @@ struct State<'a, S> {
     limits: &'a Limits,
 }
 
-/// Binds the socket: removes a stale file (no daemon answers there), refuses to
-/// run over a live daemon, and gives it mode 0660, owner root and group `gid`.
-async fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    if path.exists() {
-        match UnixStream::connect(path).await {
-            Ok(_) => bail!("another tracer daemon is serving {} already (stop it, or pick --socket)", path.display()),
-            Err(_) => {
-                log::info!("removing stale socket {}", path.display());
-                std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
-            }
-        }
-    }
-    let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-    if let Some(gid) = gid {
-        std::os::unix::fs::chown(path, Some(0), Some(gid)).with_context(|| format!("chown {}", path.display()))?;
-    }
-    Ok(listener)
-}
-
 /// The gid of a group name (or a numeric gid), from /etc/group.
 pub fn group_id(name: &str) -> Option<u32> {
     if let Ok(g) = name.parse() {
@@ -359,8 +359,45 @@ fn peer_groups(conn: &UnixStream) -> Vec<u32> {
     groups
 }
 
+/// The times a client is held to (see [`Config`]).
+#[derive(Clone, Copy)]
+struct ClientTimes {
+    stall_limit: Duration,
+    request_timeout: Duration,
+}
+
+/// Reads one request line into `line` (cleared first): `Ok(false)` at the end of
+/// the stream. The line is cut at [`protocol::MAX_REQUEST`] + 1 bytes, never
+/// buffered whole. Waiting for a request's first byte has no limit (a client may
+/// rest between requests) except for the first request; from there the whole
+/// line must come within `timeout`.
+async fn read_request<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    line: &mut Vec<u8>,
+    first: bool,
+    timeout: Duration,
+) -> std::io::Result<Read> {
+    line.clear();
+    if !first && r.fill_buf().await?.is_empty() {
+        return Ok(Read::End);
+    }
+    let mut limited = r.take(protocol::MAX_REQUEST as u64 + 1);
+    match tokio::time::timeout(timeout, limited.read_until(b'\n', line)).await {
+        Ok(n) => Ok(if n? > 0 { Read::Line } else { Read::End }),
+        Err(_) => Ok(Read::TooSlow),
+    }
+}
+
+/// What [`read_request`] got.
+enum Read {
+    Line,
+    End,
+    TooSlow,
+}
+
 /// Reads a client's requests and writes the answers.
-async fn serve_client(conn: UnixStream, gid: Option<u32>, ask: mpsc::Sender<Ask>, stall_limit: Duration) -> Result<()> {
+async fn serve_client(conn: UnixStream, gid: Option<u32>, ask: mpsc::Sender<Ask>, times: ClientTimes) -> Result<()> {
+    let ClientTimes { stall_limit, request_timeout } = times;
     if !peer_allowed(&conn, gid) {
         let (_, mut w) = conn.into_split();
         let _ = w.write_all(&protocol::error_line("permission denied: not root and not in the daemon's group")).await;
@@ -369,11 +406,16 @@ async fn serve_client(conn: UnixStream, gid: Option<u32>, ask: mpsc::Sender<Ask>
     let (r, mut w) = conn.into_split();
     let mut r = BufReader::with_capacity(64 << 10, r);
     let mut line = Vec::with_capacity(1024);
+    let mut first_request = true;
     loop {
-        line.clear();
-        let n = (&mut r).take(protocol::MAX_REQUEST as u64 + 1).read_until(b'\n', &mut line).await?;
-        if n == 0 {
-            return Ok(());
+        match read_request(&mut r, &mut line, first_request, request_timeout).await? {
+            Read::Line => first_request = false,
+            Read::End => return Ok(()),
+            Read::TooSlow => {
+                let secs = request_timeout.as_secs_f64();
+                w.write_all(&protocol::error_line(&format!("request not complete within {secs} s"))).await?;
+                return Ok(());
+            }
         }
         if line.last() != Some(&b'\n') && line.len() > protocol::MAX_REQUEST {
             w.write_all(&protocol::error_line(&format!("request longer than {} bytes", protocol::MAX_REQUEST))).await?;

@@ -34,7 +34,7 @@ use crate::{
 
 /// How long a test waits for any one line before it fails (generous: CI runs
 /// these beside heavy integration tests on two cores).
-const PATIENCE: Duration = Duration::from_secs(30);
+pub(super) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A source fed by the test: each batch sent is one input.
 struct TestSource {
@@ -85,7 +85,7 @@ fn source() -> (TestSource, mpsc::UnboundedSender<Vec<Event>>) {
 }
 
 /// A socket path of its own for each test, in a fresh temporary directory.
-fn socket_path() -> PathBuf {
+pub(super) fn socket_path() -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "tracer-daemon-test-{}-{}",
@@ -99,19 +99,19 @@ fn socket_path() -> PathBuf {
 
 /// Test settings: the production ones, a queue of `queue` lines and a stall
 /// limit of `stall`.
-fn config(queue: usize, stall: Duration) -> Config {
+pub(super) fn config(queue: usize, stall: Duration) -> Config {
     Config { queue, stall_limit: stall, ..Config::new(None, Enricher::none()) }
 }
 
 /// What a test body gets: where the daemon listens and how to feed it.
-struct Harness {
-    path: PathBuf,
-    events: mpsc::UnboundedSender<Vec<Event>>,
+pub(super) struct Harness {
+    pub(super) path: PathBuf,
+    pub(super) events: mpsc::UnboundedSender<Vec<Event>>,
 }
 
 /// Serves with `config` while `body` runs, then stops the daemon and checks that
 /// it ended cleanly and removed its socket.
-async fn with_daemon<F, Fut>(config: Config, body: F)
+pub(super) async fn with_daemon<F, Fut>(config: Config, body: F)
 where
     F: FnOnce(Harness) -> Fut,
     Fut: Future<Output = ()>,
@@ -145,35 +145,35 @@ where
 }
 
 /// One connection: requests written, answers read line by line.
-struct Client {
+pub(super) struct Client {
     w: OwnedWriteHalf,
     r: BufReader<OwnedReadHalf>,
 }
 
 impl Client {
-    async fn connect(path: &Path) -> Client {
+    pub(super) async fn connect(path: &Path) -> Client {
         let (r, w) = UnixStream::connect(path).await.expect("connect").into_split();
         Client { w, r: BufReader::new(r) }
     }
 
-    async fn send_raw(&mut self, line: &[u8]) {
+    pub(super) async fn send_raw(&mut self, line: &[u8]) {
         self.w.write_all(line).await.expect("write");
     }
 
-    async fn send(&mut self, req: Value) {
+    pub(super) async fn send(&mut self, req: Value) {
         let mut line = serde_json::to_vec(&req).expect("json");
         line.push(b'\n');
         self.send_raw(&line).await;
     }
 
     /// The next line, parsed; `None` at the end of the stream.
-    async fn line(&mut self) -> Option<Value> {
+    pub(super) async fn line(&mut self) -> Option<Value> {
         let mut s = String::new();
         let n = tokio::time::timeout(PATIENCE, self.r.read_line(&mut s)).await.expect("a line in time").expect("read");
         (n > 0).then(|| serde_json::from_str(&s).expect("each line is JSON"))
     }
 
-    async fn ask(&mut self, req: Value) -> Value {
+    pub(super) async fn ask(&mut self, req: Value) -> Value {
         self.send(req).await;
         self.line().await.expect("an answer")
     }
