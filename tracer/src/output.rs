@@ -192,14 +192,14 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
 /// Serializes straight into the output buffer (no intermediate maps) and formats
 /// the wall-clock prefix of `time` once per second: it runs for every event.
 pub struct JsonWriter {
-    boot_epoch_ns: i128,
+    wall: clock::WallMap,
     cached_sec: i128,
     cached_prefix: String,
 }
 
 impl JsonWriter {
-    pub fn new(boot_epoch_ns: i128) -> JsonWriter {
-        JsonWriter { boot_epoch_ns, cached_sec: i128::MIN, cached_prefix: String::new() }
+    pub fn new(wall: clock::WallMap) -> JsonWriter {
+        JsonWriter { wall, cached_sec: i128::MIN, cached_prefix: String::new() }
     }
 
     /// RFC 3339 UTC time of a boot-clock timestamp, with ns, on the stack: the
@@ -207,10 +207,11 @@ impl JsonWriter {
     /// written digit by digit (formatting machinery and a heap string per event
     /// cost more than the rest of the line).
     fn time(&mut self, ts_ns: u64) -> TimeText {
-        let t = self.boot_epoch_ns + i128::from(ts_ns);
+        let boot_epoch_ns = self.wall.offset();
+        let t = boot_epoch_ns + i128::from(ts_ns);
         let sec = t.div_euclid(1_000_000_000);
         if sec != self.cached_sec {
-            let full = clock::format_rfc3339(self.boot_epoch_ns, ts_ns);
+            let full = clock::format_rfc3339(boot_epoch_ns, ts_ns);
             self.cached_prefix = full[..full.len() - 11].to_string();
             self.cached_sec = sec;
         }
@@ -427,7 +428,7 @@ mod tests {
     #[test]
     fn time_cache_matches_full_format() {
         let boot = 1_700_000_000_123_456_789i128;
-        let mut w = JsonWriter::new(boot);
+        let mut w = JsonWriter::new(clock::WallMap::fixed(boot));
         for ts in [0u64, 5, 999_999_999, 1_000_000_000, 86_400_000_000_123] {
             assert_eq!(w.time(ts).as_str(), clock::format_rfc3339(boot, ts), "ts {ts}");
         }

@@ -228,8 +228,8 @@ pub async fn serve<S: Source>(
     let mut subs: Vec<Subscriber> = Vec::new();
     let mut rates = Rates::default();
     let mut lat = Latencies::default();
-    let boot = clock::boot_epoch_ns();
-    let mut json = output::JsonWriter::new(boot);
+    let boot = clock::WallMap::system();
+    let mut json = output::JsonWriter::new(clock::WallMap::system());
     let mut bufs = LineBufs::default();
     let limits = Limits { queue, stall_limit };
     let mut shutdown = std::pin::pin!(shutdown);
@@ -243,7 +243,7 @@ pub async fn serve<S: Source>(
                 if let Step::Lost { lost, total, ts_ns } = step {
                     rates.count("lost", lost);
                     let line = Line::Lost { ts_ns, lost, total };
-                    broadcast(&mut subs, &line, &mut json, &mut bufs, boot);
+                    broadcast(&mut subs, &line, &mut json, &mut bufs, &boot);
                 }
                 let now = clock::boot_now_ns();
                 for u in &updates {
@@ -254,11 +254,11 @@ pub async fn serve<S: Source>(
                         }
                     }
                     stories.update(source.engine(), source.cgroups(), u);
-                    dispatch(&mut subs, &source, u, &mut json, &mut bufs, boot);
+                    dispatch(&mut subs, &source, u, &mut json, &mut bufs, &boot);
                 }
                 updates.clear();
                 stories.tick(clock::boot_now_ns(), &mut told);
-                tell(&mut subs, &mut told, boot);
+                tell(&mut subs, &mut told, &boot);
                 resync(&mut subs, &source, &mut names, &limits);
                 if step == Step::Ended {
                     bail!("the kernel event stream ended");
@@ -548,7 +548,7 @@ fn dispatch<S: Source>(
     u: &Update,
     json: &mut output::JsonWriter,
     bufs: &mut LineBufs,
-    boot: i128,
+    boot: &clock::WallMap,
 ) {
     let engine = source.engine();
     if subs.is_empty() {
@@ -569,7 +569,7 @@ fn dispatch<S: Source>(
 
 /// Sends container stories to the subscribers that asked for them: JSON as
 /// `{"story": {...}}`, text as `{"kind": "container_start", "text": ...}`.
-fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: i128) {
+fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: &clock::WallMap) {
     for story in told.drain(..) {
         let (mut as_json, mut as_text) = (None, None);
         for s in subs.iter_mut().filter(|s| s.filter.containers) {
@@ -581,14 +581,14 @@ fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: i128) {
                     .get_or_insert_with(|| {
                         let mut v = serde_json::to_value(&story).unwrap_or_default();
                         if let Some(m) = v.as_object_mut() {
-                            m.insert("time".into(), clock::format_rfc3339(boot, story.ts_ns()).into());
+                            m.insert("time".into(), clock::format_rfc3339(boot.offset(), story.ts_ns()).into());
                         }
                         Bytes::from(to_line(&json!({ "story": v })))
                     })
                     .clone(),
                 LineFormat::Text => as_text
                     .get_or_insert_with(|| {
-                        Bytes::from(to_line(&json!({"kind": story.kind(), "text": story.text(boot)})))
+                        Bytes::from(to_line(&json!({"kind": story.kind(), "text": story.text(boot.offset())})))
                     })
                     .clone(),
             };
@@ -598,7 +598,13 @@ fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: i128) {
 }
 
 /// Sends a line that concerns everyone (a loss notice).
-fn broadcast(subs: &mut [Subscriber], line: &Line<'_>, json: &mut output::JsonWriter, bufs: &mut LineBufs, boot: i128) {
+fn broadcast(
+    subs: &mut [Subscriber],
+    line: &Line<'_>,
+    json: &mut output::JsonWriter,
+    bufs: &mut LineBufs,
+    boot: &clock::WallMap,
+) {
     let (mut a, mut b) = (None, None);
     for s in subs.iter_mut() {
         let bytes = format_line(line, s.format, &mut a, &mut b, json, bufs, boot);
@@ -625,7 +631,7 @@ fn format_line(
     as_text: &mut Option<Bytes>,
     json: &mut output::JsonWriter,
     bufs: &mut LineBufs,
-    boot: i128,
+    boot: &clock::WallMap,
 ) -> Bytes {
     match format {
         LineFormat::Json => as_json
@@ -647,7 +653,7 @@ fn format_line(
             .clone(),
         LineFormat::Text => as_text
             .get_or_insert_with(|| {
-                Bytes::from(to_line(&json!({"kind": line.kind(), "text": output::text(line, boot)})))
+                Bytes::from(to_line(&json!({"kind": line.kind(), "text": output::text(line, boot.offset())})))
             })
             .clone(),
     }
