@@ -11,4 +11,5 @@ mod containers;
 mod daemon;
 mod events;
 mod tree;
+mod users;
 mod watch;

@@ -386,7 +386,7 @@ struct JsonReparent {
     proc_start_ns: u64,
     comm: Comm,
     uid: u32,
-    user: std::borrow::Cow<'static, str>,
+    user: users::UserName,
     old_ppid: u32,
     ppid: u32,
 }
@@ -401,7 +401,7 @@ struct JsonRepaired {
     ppid: u32,
     comm: Comm,
     uid: u32,
-    user: std::borrow::Cow<'static, str>,
+    user: users::UserName,
     what: &'static str,
 }
 
