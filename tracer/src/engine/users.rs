@@ -47,7 +47,7 @@ pub const UNNAMED_TTL: Duration = Duration::from_secs(20);
 /// How long the first lookup of a uid waits for NSS before showing the number.
 pub const LOOKUP_WAIT: Duration = Duration::from_millis(200);
 /// Lookups under way at most (a hung LDAP server holds a thread each).
-const MAX_IN_FLIGHT: usize = 8;
+const MAX_IN_FLIGHT: usize = 16;
 
 /// A name lookup: Ok(None) when no user has the uid, Err when it could not tell.
 pub type Lookup = fn(u32) -> Result<Option<String>, String>;
@@ -89,6 +89,9 @@ struct State {
     stamp: Option<Stamp>,
     checked: Option<Instant>,
     in_flight: usize,
+    /// A lookup was put off (too many under way): when they are all in, the
+    /// generation moves, so that whoever keeps names asks for them again.
+    deferred: bool,
 }
 
 #[derive(Debug)]
@@ -197,6 +200,7 @@ impl UserTable {
         stale: Option<Option<Arc<str>>>,
     ) -> Option<Arc<str>> {
         if st.in_flight >= MAX_IN_FLIGHT {
+            st.deferred = true;
             return stale.flatten();
         }
         st.in_flight += 1;
@@ -245,8 +249,10 @@ impl Table {
             }
         };
         e.until = now + ttl;
-        if e.name != name {
-            e.name = name;
+        let renamed = e.name != name;
+        e.name = name;
+        let retry = st.in_flight == 0 && std::mem::take(&mut st.deferred);
+        if renamed || retry {
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
     }
@@ -426,6 +432,56 @@ mod tests {
         std::fs::rename(&next, &f.0).expect("the new passwd file renamed over the old");
         assert_eq!(u.name_at(1000, t0 + 4 * CHECK_EVERY).as_deref(), Some("carol"));
         assert_eq!(u.generation_at(t0 + 4 * CHECK_EVERY), g0 + 2);
+    }
+
+    /// Whether the blocked lookups may answer.
+    static GATE: (Mutex<bool>, std::sync::Condvar) = (Mutex::new(false), std::sync::Condvar::new());
+
+    /// A lookup that answers `user-UID` once the gate opens (a hung server till then).
+    fn gated_lookup(uid: u32) -> Result<Option<String>, String> {
+        let mut open = GATE.0.lock().unwrap_or_else(|e| e.into_inner());
+        while !*open {
+            open = GATE.1.wait(open).unwrap_or_else(|e| e.into_inner());
+        }
+        Ok(Some(format!("user-{uid}")))
+    }
+
+    #[test]
+    fn a_lookup_put_off_by_a_hung_server_is_asked_for_once_the_others_answer() {
+        let f = TempPasswd::new("gated", "root:x:0:0::/:/bin/sh\n");
+        let u = UserTable::from_lookup(gated_lookup, Some(f.0.clone()));
+        let gate = |open: bool| {
+            *GATE.0.lock().unwrap_or_else(|e| e.into_inner()) = open;
+            GATE.1.notify_all();
+        };
+        let uids = 0..=MAX_IN_FLIGHT as u32;
+        gate(true);
+        let t0 = Instant::now();
+        for uid in uids.clone() {
+            let _ = u.name_at(uid, t0);
+            settle(&u);
+            assert_eq!(u.name_at(uid, t0), Some(Arc::from(format!("user-{uid}"))));
+        }
+        // The file changes and the server hangs: every name is asked again, the
+        // old ones shown meanwhile, and one past the limit is put off.
+        gate(false);
+        f.set_mtime(f.mtime() + Duration::from_secs(1));
+        let t1 = t0 + CHECK_EVERY;
+        let g0 = u.generation_at(t1);
+        for uid in uids.clone() {
+            assert_eq!(u.name_at(uid, t1), Some(Arc::from(format!("user-{uid}"))));
+        }
+        assert_eq!(u.0.lock().in_flight, MAX_IN_FLIGHT);
+        // The answers change no name, yet the generation moves once they are in,
+        // so that whoever keeps names asks again, and the one put off is asked.
+        gate(true);
+        settle(&u);
+        assert!(u.generation_at(t1) > g0, "the put-off lookup would wait for a change");
+        let still_to_ask = u.0.lock().entries.values().filter(|e| e.until <= t1).count();
+        assert_eq!(still_to_ask, 1, "the one put off is still to ask");
+        let _ = u.name_at(MAX_IN_FLIGHT as u32, t1);
+        settle(&u);
+        assert_eq!(u.0.lock().entries.values().filter(|e| e.until <= t1).count(), 0);
     }
 
     /// The names the lookup of the next test serves, and how often it was asked.
