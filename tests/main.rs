@@ -13,4 +13,5 @@ mod events;
 mod hardening;
 mod hostile;
 mod tree;
+mod users;
 mod watch;

@@ -2,8 +2,12 @@
 //! into wall-clock text.
 //!
 //! Events carry CLOCK_BOOTTIME ns (it keeps counting through suspend, unlike
-//! CLOCK_MONOTONIC); adding [`boot_epoch_ns`] gives ns since the Unix epoch. Every
-//! view formats those through the three functions here, so that `tracer ps`,
+//! CLOCK_MONOTONIC); adding the boot epoch (CLOCK_REALTIME - CLOCK_BOOTTIME)
+//! gives ns since the Unix epoch. That offset moves when the wall clock is set
+//! (NTP's first sync, an admin's `date -s`), so nothing long-lived keeps it: a
+//! [`WallMap`] reads it afresh (at most every [`WALL_MAP_REFRESH_NS`]), and a
+//! one-shot view reads [`boot_epoch_ns`] once per answer. Every view formats
+//! timestamps through the three functions here, so that `tracer ps`,
 //! `tracer containers`, the event lines and the container stories agree:
 //!
 //! - [`format_time_ms`]: `HH:MM:SS.mmm`, local time (event and story lines).
@@ -17,11 +21,98 @@
 //! name, follows the host) and re-checked by jiff every few minutes. Each format
 //! has an inner function taking the zone, which the tests call with fixed ones.
 
+use std::cell::Cell;
+
 use jiff::{Timestamp, tz::TimeZone};
 
-/// Wall-clock time of boot, ns since the Unix epoch: CLOCK_REALTIME - CLOCK_BOOTTIME.
+/// Wall-clock time of boot now, ns since the Unix epoch: CLOCK_REALTIME -
+/// CLOCK_BOOTTIME. For a view made once (one `ps` answer); anything that lives
+/// on formats through a [`WallMap`].
 pub fn boot_epoch_ns() -> i128 {
-    now(libc::CLOCK_REALTIME) - now(libc::CLOCK_BOOTTIME)
+    let (wall, boot) = SystemClocks.wall_and_boot();
+    wall - boot
+}
+
+/// How long a [`WallMap`] keeps the boot epoch it read, ns (monotonic): a step
+/// of the wall clock shows in the times formatted at most this long after it.
+///
+/// Why not read it for every line: here (a VM, clocksource tsc) the two
+/// clock_gettime calls cost 310 ns a line together, more than the rest of a JSON
+/// line, and the coarse monotonic clock that paces them 35 ns.
+pub const WALL_MAP_REFRESH_NS: i128 = 100_000_000;
+
+/// Where a [`WallMap`] reads the time: the system's clocks, or a test's.
+pub trait Clocks: Send {
+    /// CLOCK_REALTIME and CLOCK_BOOTTIME now, ns.
+    fn wall_and_boot(&self) -> (i128, i128);
+    /// A clock cheap to read that paces the reads of the other two, ns.
+    fn pace(&self) -> i128;
+}
+
+/// The kernel's clocks (vDSO calls, no system call).
+pub struct SystemClocks;
+
+impl Clocks for SystemClocks {
+    fn wall_and_boot(&self) -> (i128, i128) {
+        (now(libc::CLOCK_REALTIME), now(libc::CLOCK_BOOTTIME))
+    }
+
+    fn pace(&self) -> i128 {
+        // Jiffy resolution (1 to 10 ms): plenty for a 100 ms pace.
+        now(libc::CLOCK_MONOTONIC_COARSE)
+    }
+}
+
+/// The mapping of boot-clock timestamps to wall time, kept fresh: the boot
+/// epoch is read again when [`WALL_MAP_REFRESH_NS`] have passed, so a daemon
+/// started before the wall clock was set shows right times once it is. Every
+/// timestamp, older or newer than the step, maps with the offset of now (the
+/// wall clock's best knowledge), so the times of two events differ by what
+/// their boot-clock timestamps do.
+pub struct WallMap {
+    clocks: Box<dyn Clocks>,
+    /// The boot epoch last read, and the pace clock's time to read it again.
+    offset: Cell<i128>,
+    next_read: Cell<i128>,
+}
+
+impl WallMap {
+    /// The mapping by the system's clocks.
+    pub fn system() -> WallMap {
+        WallMap::with_clocks(SystemClocks)
+    }
+
+    /// The mapping by the given clocks (tests step them).
+    pub fn with_clocks(clocks: impl Clocks + 'static) -> WallMap {
+        WallMap { clocks: Box::new(clocks), offset: Cell::new(0), next_read: Cell::new(i128::MIN) }
+    }
+
+    /// A mapping that never moves: `boot_epoch_ns` (tests).
+    #[cfg(test)]
+    pub fn fixed(boot_epoch_ns: i128) -> WallMap {
+        struct Fixed(i128);
+        impl Clocks for Fixed {
+            fn wall_and_boot(&self) -> (i128, i128) {
+                (self.0, 0)
+            }
+            fn pace(&self) -> i128 {
+                0
+            }
+        }
+        WallMap::with_clocks(Fixed(boot_epoch_ns))
+    }
+
+    /// The boot epoch (ns since the Unix epoch of boot-clock 0), as read at most
+    /// [`WALL_MAP_REFRESH_NS`] ago: what the `boot_epoch_ns` arguments take.
+    pub fn offset(&self) -> i128 {
+        let pace = self.clocks.pace();
+        if pace >= self.next_read.get() {
+            let (wall, boot) = self.clocks.wall_and_boot();
+            self.offset.set(wall - boot);
+            self.next_read.set(pace.saturating_add(WALL_MAP_REFRESH_NS));
+        }
+        self.offset.get()
+    }
 }
 
 /// The boot clock now, ns (the clock event timestamps use).
@@ -118,6 +209,82 @@ mod tests {
         let now = super::now(libc::CLOCK_REALTIME);
         let boot = boot_epoch_ns();
         assert!(boot > 0 && boot < now, "boot {boot} now {now}");
+    }
+
+    /// Clocks a test sets: the wall clock steps, the boot clock (which also
+    /// paces) only advances.
+    #[derive(Clone, Default)]
+    struct TestClocks(std::sync::Arc<std::sync::Mutex<TestNow>>);
+
+    #[derive(Default)]
+    struct TestNow {
+        wall: i128,
+        boot: i128,
+        reads: u32,
+    }
+
+    impl TestClocks {
+        fn at(wall: i128, boot: i128) -> TestClocks {
+            TestClocks(std::sync::Arc::new(std::sync::Mutex::new(TestNow { wall, boot, reads: 0 })))
+        }
+        fn now(&self) -> std::sync::MutexGuard<'_, TestNow> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+        fn advance(&self, ns: i128) {
+            let mut n = self.now();
+            n.wall += ns;
+            n.boot += ns;
+        }
+    }
+
+    impl Clocks for TestClocks {
+        fn wall_and_boot(&self) -> (i128, i128) {
+            let mut n = self.now();
+            n.reads += 1;
+            (n.wall, n.boot)
+        }
+        fn pace(&self) -> i128 {
+            self.now().boot
+        }
+    }
+
+    #[test]
+    fn a_wall_clock_step_shows_in_the_times_formatted_after_it() {
+        // Booted 10 s ago by the boot clock, with the wall clock still at its
+        // unset value (1970-01-01T00:16:40Z) when the daemon started.
+        let clocks = TestClocks::at(1_000 * SEC, 10 * SEC);
+        let map = WallMap::with_clocks(clocks.clone());
+        let before = 9 * SEC as u64; // an event 1 s before the step
+        assert_eq!(format_rfc3339(map.offset(), before), "1970-01-01T00:16:39.000000000Z");
+        // NTP sets the wall clock to 2026-05-19T22:00:10Z; the boot clock does not move.
+        clocks.now().wall = MAY19_22H + 10 * SEC;
+        // Within the pace the epoch read before holds (one read so far)...
+        assert_eq!(map.offset(), 990 * SEC);
+        assert_eq!(clocks.now().reads, 1);
+        // ...and once it is over, the mapping is the new one: the event from
+        // before the step and one after it map with the offset of now, their
+        // boot-clock timestamps unchanged, 1.05 s apart as on the boot clock.
+        clocks.advance(WALL_MAP_REFRESH_NS);
+        let after = before + 1_050_000_000;
+        assert_eq!(format_rfc3339(map.offset(), before), "2026-05-19T22:00:09.000000000Z");
+        assert_eq!(format_rfc3339(map.offset(), after), "2026-05-19T22:00:10.050000000Z");
+        assert_eq!(time_ms_in(&TimeZone::UTC, wall(map.offset(), after)), "22:00:10.050");
+        assert_eq!(map.offset(), MAY19_22H);
+        assert_eq!(clocks.now().reads, 2, "one read per pace, however many lines");
+        // A step back (an admin's `date -s`) is followed the same way.
+        clocks.now().wall -= 3600 * SEC;
+        clocks.advance(WALL_MAP_REFRESH_NS);
+        assert_eq!(format_rfc3339(map.offset(), after), "2026-05-19T21:00:10.050000000Z");
+    }
+
+    #[test]
+    fn the_system_wall_map_agrees_with_the_boot_epoch() {
+        // Both read the same two clocks; only a wall-clock step between the two
+        // reads (none in a test run) could part them by more than a second.
+        let map = WallMap::system();
+        let (a, b) = (map.offset(), boot_epoch_ns());
+        assert!((a - b).abs() < SEC, "map {a} epoch {b}");
+        assert_eq!(WallMap::fixed(MAY19_22H).offset(), MAY19_22H);
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
                 t.pid,
                 t.tid,
                 t.ppid,
-                escape::text(&users::name(t.uid)),
+                escape::text(&users::name(t.uid).to_string()),
                 comm_shown(t),
             );
             match &ev.body {
@@ -145,7 +145,7 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
                 child.pid,
                 child.pid,
                 new_ppid,
-                escape::text(&users::name(*uid)),
+                escape::text(&users::name(*uid).to_string()),
                 escape::bytes(comm.as_bytes()),
                 old_ppid,
                 new_ppid
@@ -160,7 +160,7 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
                 proc.pid,
                 proc.pid,
                 ppid,
-                escape::text(&users::name(*uid)),
+                escape::text(&users::name(*uid).to_string()),
                 escape::bytes(comm.as_bytes()),
             );
         }
@@ -181,14 +181,14 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
 /// Serializes straight into the output buffer (no intermediate maps) and formats
 /// the wall-clock prefix of `time` once per second: it runs for every event.
 pub struct JsonWriter {
-    boot_epoch_ns: i128,
+    wall: clock::WallMap,
     cached_sec: i128,
     cached_prefix: String,
 }
 
 impl JsonWriter {
-    pub fn new(boot_epoch_ns: i128) -> JsonWriter {
-        JsonWriter { boot_epoch_ns, cached_sec: i128::MIN, cached_prefix: String::new() }
+    pub fn new(wall: clock::WallMap) -> JsonWriter {
+        JsonWriter { wall, cached_sec: i128::MIN, cached_prefix: String::new() }
     }
 
     /// RFC 3339 UTC time of a boot-clock timestamp, with ns, on the stack: the
@@ -196,10 +196,11 @@ impl JsonWriter {
     /// written digit by digit (formatting machinery and a heap string per event
     /// cost more than the rest of the line).
     fn time(&mut self, ts_ns: u64) -> TimeText {
-        let t = self.boot_epoch_ns + i128::from(ts_ns);
+        let boot_epoch_ns = self.wall.offset();
+        let t = boot_epoch_ns + i128::from(ts_ns);
         let sec = t.div_euclid(1_000_000_000);
         if sec != self.cached_sec {
-            let full = clock::format_rfc3339(self.boot_epoch_ns, ts_ns);
+            let full = clock::format_rfc3339(boot_epoch_ns, ts_ns);
             self.cached_prefix = full[..full.len() - 11].to_string();
             self.cached_sec = sec;
         }
@@ -223,7 +224,8 @@ impl JsonWriter {
         let r = match line {
             Line::Event(ev) => {
                 let time = self.time(ev.ts_ns);
-                crate::events::json::write_event(out, ev, time.as_str(), &users::name(ev.task.uid));
+                users::name(ev.task.uid)
+                    .with_str(|user| crate::events::json::write_event(out, ev, time.as_str(), user));
                 Ok(())
             }
             Line::Reparent { ts_ns, child, comm, uid, old_ppid, new_ppid } => serde_json::to_writer(
@@ -300,7 +302,7 @@ struct JsonReparent {
     proc_start_ns: u64,
     comm: Comm,
     uid: u32,
-    user: std::borrow::Cow<'static, str>,
+    user: users::UserName,
     old_ppid: u32,
     ppid: u32,
 }
@@ -315,7 +317,7 @@ struct JsonRepaired {
     ppid: u32,
     comm: Comm,
     uid: u32,
-    user: std::borrow::Cow<'static, str>,
+    user: users::UserName,
     what: &'static str,
 }
 
@@ -352,7 +354,7 @@ mod tests {
     #[test]
     fn time_cache_matches_full_format() {
         let boot = 1_700_000_000_123_456_789i128;
-        let mut w = JsonWriter::new(boot);
+        let mut w = JsonWriter::new(clock::WallMap::fixed(boot));
         for ts in [0u64, 5, 999_999_999, 1_000_000_000, 86_400_000_000_123] {
             assert_eq!(w.time(ts).as_str(), clock::format_rfc3339(boot, ts), "ts {ts}");
         }

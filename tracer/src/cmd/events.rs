@@ -45,14 +45,13 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
 
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout);
-    let boot = clock::boot_epoch_ns();
-    let mut printer = Printer::new(args.json, boot);
+    let mut printer = Printer::new(args.json);
     let filter = args.stream_filter();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     let enrich = args.state.enricher();
     let mut scope = args.container.as_deref().map(|q| ContainerScope::new(q, enrich.clone()));
     if args.containers {
-        return stories(args, tracker, stop, updates, boot, scope, enrich).await;
+        return stories(args, tracker, stop, updates, clock::WallMap::system(), scope, enrich).await;
     }
     loop {
         let step = tokio::select! {
@@ -102,7 +101,7 @@ async fn stories(
     mut tracker: Tracker,
     mut stop: Shutdown,
     mut updates: Vec<crate::engine::Update>,
-    boot: i128,
+    boot: clock::WallMap,
     scope: Option<ContainerScope>,
     enrich: crate::containers::Enricher,
 ) -> Result<ExitCode> {
@@ -144,11 +143,11 @@ async fn stories(
             let written = if args.json {
                 let mut v = serde_json::to_value(&s)?;
                 if let Some(m) = v.as_object_mut() {
-                    m.insert("time".into(), clock::format_rfc3339(boot, s.ts_ns()).into());
+                    m.insert("time".into(), clock::format_rfc3339(boot.offset(), s.ts_ns()).into());
                 }
                 serde_json::to_writer(&mut out, &v).map_err(io::Error::from).and_then(|()| writeln!(out))
             } else {
-                writeln!(out, "{}", s.text(boot))
+                writeln!(out, "{}", s.text(boot.offset()))
             };
             if written.and_then(|()| out.flush()).is_err() {
                 return Ok(ExitCode::SUCCESS);
@@ -271,14 +270,14 @@ fn summary(counts: &mut BTreeMap<&'static str, u64>, lost: u64, repairs: u64, ma
 /// Formats lines as text or JSON into a reused buffer.
 struct Printer {
     json: Option<output::JsonWriter>,
-    boot: i128,
+    boot: clock::WallMap,
     buf: Vec<u8>,
 }
 
 impl Printer {
-    fn new(json: bool, boot: i128) -> Printer {
-        let mut p =
-            Printer { json: json.then(|| output::JsonWriter::new(boot)), boot, buf: Vec::with_capacity(1 << 16) };
+    fn new(json: bool) -> Printer {
+        let writer = json.then(|| output::JsonWriter::new(clock::WallMap::system()));
+        let mut p = Printer { json: writer, boot: clock::WallMap::system(), buf: Vec::with_capacity(1 << 16) };
         if !json {
             p.buf.extend_from_slice(output::text_header().as_bytes());
             p.buf.push(b'\n');
@@ -290,7 +289,7 @@ impl Printer {
         match &mut self.json {
             Some(w) => w.write(line, &mut self.buf),
             None => {
-                self.buf.extend_from_slice(output::text(line, self.boot).as_bytes());
+                self.buf.extend_from_slice(output::text(line, self.boot.offset()).as_bytes());
                 self.buf.push(b'\n');
             }
         }

@@ -244,8 +244,8 @@ pub async fn serve<S: Source>(
     let mut subs: Vec<Subscriber> = Vec::new();
     let mut rates = Rates::default();
     let mut lat = Latencies::default();
-    let boot = clock::boot_epoch_ns();
-    let mut json = output::JsonWriter::new(boot);
+    let boot = clock::WallMap::system();
+    let mut json = output::JsonWriter::new(clock::WallMap::system());
     let mut bufs = LineBufs::default();
     let limits = Limits { queue, stall_limit };
     let mut shutdown = std::pin::pin!(shutdown);
@@ -259,7 +259,7 @@ pub async fn serve<S: Source>(
                 if let Step::Lost { lost, total, ts_ns } = step {
                     rates.count_named("lost", lost);
                     let line = Line::Lost { ts_ns, lost, total };
-                    broadcast(&mut subs, &line, &mut json, &mut bufs, boot);
+                    broadcast(&mut subs, &line, &mut json, &mut bufs, &boot);
                 }
                 let now = clock::boot_now_ns();
                 for u in &updates {
@@ -270,11 +270,11 @@ pub async fn serve<S: Source>(
                         }
                     }
                     stories.update(source.engine(), source.cgroups(), u);
-                    dispatch(&mut subs, &source, u, &mut json, &mut bufs, boot);
+                    dispatch(&mut subs, &source, u, &mut json, &mut bufs, &boot);
                 }
                 updates.clear();
                 stories.tick(clock::boot_now_ns(), &mut told);
-                tell(&mut subs, &mut told, boot);
+                tell(&mut subs, &mut told, &boot);
                 resync(&mut subs, &source, &mut names, &limits);
                 wake(&mut subs);
                 if step == Step::Ended {
@@ -542,7 +542,7 @@ fn dispatch<S: Source>(
     u: &Update,
     json: &mut output::JsonWriter,
     bufs: &mut LineBufs,
-    boot: i128,
+    boot: &clock::WallMap,
 ) {
     if subs.is_empty() {
         return;
@@ -560,7 +560,7 @@ fn dispatch<S: Source>(
 
 /// Sends container stories to the subscribers that asked for them: JSON as
 /// `{"story": {...}}`, text as `{"kind": "container_start", "text": ...}`.
-fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: i128) {
+fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: &clock::WallMap) {
     for story in told.drain(..) {
         let (mut as_json, mut as_text) = (None, None);
         for s in subs.iter_mut().filter(|s| s.filter.containers) {
@@ -571,13 +571,12 @@ fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: i128) {
                 LineFormat::Json => as_json.get_or_insert_with(|| {
                     let mut v = serde_json::to_value(&story).unwrap_or_default();
                     if let Some(m) = v.as_object_mut() {
-                        m.insert("time".into(), clock::format_rfc3339(boot, story.ts_ns()).into());
+                        m.insert("time".into(), clock::format_rfc3339(boot.offset(), story.ts_ns()).into());
                     }
                     to_line(&json!({ "story": v }))
                 }),
-                LineFormat::Text => {
-                    as_text.get_or_insert_with(|| to_line(&json!({"kind": story.kind(), "text": story.text(boot)})))
-                }
+                LineFormat::Text => as_text
+                    .get_or_insert_with(|| to_line(&json!({"kind": story.kind(), "text": story.text(boot.offset())}))),
             };
             push(s, bytes, 0);
         }
@@ -585,7 +584,13 @@ fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: i128) {
 }
 
 /// Sends a line that concerns everyone (a loss notice).
-fn broadcast(subs: &mut [Subscriber], line: &Line<'_>, json: &mut output::JsonWriter, bufs: &mut LineBufs, boot: i128) {
+fn broadcast(
+    subs: &mut [Subscriber],
+    line: &Line<'_>,
+    json: &mut output::JsonWriter,
+    bufs: &mut LineBufs,
+    boot: &clock::WallMap,
+) {
     bufs.clear();
     for s in subs.iter_mut() {
         push(s, bufs.format(line, s.format, json, boot), 0);
@@ -607,7 +612,13 @@ impl LineBufs {
     }
 
     /// The line in `format`, formatted the first time it is asked for since [`LineBufs::clear`].
-    fn format(&mut self, line: &Line<'_>, format: LineFormat, json: &mut output::JsonWriter, boot: i128) -> &[u8] {
+    fn format(
+        &mut self,
+        line: &Line<'_>,
+        format: LineFormat,
+        json: &mut output::JsonWriter,
+        boot: &clock::WallMap,
+    ) -> &[u8] {
         match format {
             LineFormat::Json => {
                 if self.json.is_empty() {
@@ -620,7 +631,7 @@ impl LineBufs {
             }
             LineFormat::Text => {
                 if self.text.is_empty() {
-                    self.text = to_line(&json!({"kind": line.kind(), "text": output::text(line, boot)}));
+                    self.text = to_line(&json!({"kind": line.kind(), "text": output::text(line, boot.offset())}));
                 }
                 &self.text
             }

@@ -227,6 +227,8 @@ pub struct Engine {
     /// Exited processes that lost a child: to drop if their linger is over.
     recheck: Vec<ProcRef>,
     users: UserTable,
+    /// The user table's generation the processes' names are of.
+    users_seen: u64,
     /// Executable names and argument lists, shared.
     names: names::Names,
     argvs: names::Argvs,
@@ -263,6 +265,7 @@ impl Engine {
             held: Vec::new(),
             next_deadline: u64::MAX,
             recheck: Vec::new(),
+            users_seen: users.generation(),
             users,
             names: names::Names::default(),
             argvs: names::Argvs::default(),
@@ -322,10 +325,23 @@ impl Engine {
     pub fn tick(&mut self, now_ns: u64, out: &mut Vec<Update>) {
         self.release_due(now_ns, out);
         self.drop_lingered(now_ns, out);
+        self.rename_users();
         if now_ns >= self.last_shrink_ns.saturating_add(1_000_000_000) {
             // At most once a second: shrinking rehashes.
             self.last_shrink_ns = now_ns;
             self.shrink();
+        }
+    }
+
+    /// When user names changed (a rename, a late NSS answer), names the live
+    /// processes afresh: a pass over them, once per change.
+    fn rename_users(&mut self) {
+        let g = self.users.generation();
+        if g != self.users_seen {
+            self.users_seen = g;
+            for l in self.procs.live.values_mut() {
+                l.p.user = self.users.name(l.p.uid);
+            }
         }
     }
 
