@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracer::containers::Enricher;
 use tracer::engine::{Engine, EngineConfig, Update, UserTable};
-use tracer::event::{Argv, Body, Comm, Event, ExitStatus, ProcRef, TaskInfo};
+use tracer::events::{Argv, Body, Comm, Event, ExitStatus, ProcRef, TaskInfo};
 use tracer::story::{Stories, Story};
 use tracer::tracker::Cgroups;
 

@@ -27,7 +27,7 @@
 
 use std::borrow::Cow;
 
-use crate::event::Argv;
+use crate::events::Argv;
 
 /// Whether `c` is shown escaped.
 fn needs_escape(c: char) -> bool {

@@ -11,15 +11,11 @@ pub mod containers;
 pub mod daemon;
 pub mod engine;
 pub mod escape;
-pub mod event;
 pub mod events;
 pub mod render;
-pub mod session;
 pub mod shutdown;
 pub mod story;
-pub mod stream;
 pub mod users;
 pub mod watch;
 
-pub mod output;
 pub mod tracker;

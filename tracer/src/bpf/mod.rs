@@ -17,7 +17,7 @@ use aya::{
 };
 use tracer_abi as abi;
 
-use crate::event::{self, Event};
+use crate::events::{self, Event};
 
 /// The kernel programs, built by build.rs for the bpf target.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf.o"));
@@ -407,7 +407,7 @@ const MAX_FILL_ROUNDS: usize = 8;
 pub struct Snapshot {
     pub events: Vec<Event>,
     /// Paths of the cgroups the walked tasks are in.
-    pub cgroups: Vec<event::CgroupPath>,
+    pub cgroups: Vec<events::CgroupPath>,
     /// Malformed records skipped.
     pub malformed: u64,
     /// Tasks the full walk left out, found through their children.
@@ -416,10 +416,10 @@ pub struct Snapshot {
 
 impl Snapshot {
     fn decode(&mut self, data: &[u8]) {
-        for rec in event::records(data) {
-            match rec.and_then(event::Record::decode) {
-                Ok(event::Record::Event(ev)) => self.events.push(ev),
-                Ok(event::Record::Cgroup(c)) => self.cgroups.push(c),
+        for rec in events::records(data) {
+            match rec.and_then(events::Record::decode) {
+                Ok(events::Record::Event(ev)) => self.events.push(ev),
+                Ok(events::Record::Cgroup(c)) => self.cgroups.push(c),
                 Err(e) => {
                     self.malformed += 1;
                     log::warn!("task iterator: malformed record skipped: {e}");

@@ -22,7 +22,7 @@ use nix::sys::{
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 use super::LostCounter;
-use crate::event::{CgroupPath, Event, Record};
+use crate::events::{CgroupPath, Event, Record};
 
 /// What the reader sends.
 #[derive(Debug)]

@@ -22,10 +22,10 @@ use crate::{
         client::{self, Client},
         protocol::{LineFormat, Request},
     },
-    output::{self, Line},
+    events::format::{self, Line},
+    events::select::{self, ContainerScope},
     shutdown::Shutdown,
     story::Stories,
-    stream::{self, ContainerScope},
     tracker::{self, Step, Tracker},
 };
 
@@ -63,7 +63,7 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
             printer.line(&Line::Lost { ts_ns, lost, total });
         }
         for u in updates.drain(..) {
-            if let Some(line) = stream::line_for(&tracker.engine, &filter, &u)
+            if let Some(line) = select::line_for(&tracker.engine, &filter, &u)
                 && scope.as_mut().is_none_or(|s| s.admits(&tracker.engine, &tracker.cgroups, &u))
             {
                 *counts.entry(line.kind()).or_default() += 1;
@@ -81,7 +81,7 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
     updates.clear();
     tracker.finish(&mut updates).await;
     for u in updates.drain(..) {
-        if let Some(line) = stream::line_for(&tracker.engine, &filter, &u)
+        if let Some(line) = select::line_for(&tracker.engine, &filter, &u)
             && scope.as_mut().is_none_or(|s| s.admits(&tracker.engine, &tracker.cgroups, &u))
         {
             *counts.entry(line.kind()).or_default() += 1;
@@ -178,7 +178,7 @@ async fn from_daemon(args: EventsArgs, mut client: Client) -> Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout);
     if !args.json && !args.containers {
-        writeln!(out, "{}", output::text_header())?;
+        writeln!(out, "{}", format::text_header())?;
     }
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     loop {
@@ -269,17 +269,17 @@ fn summary(counts: &mut BTreeMap<&'static str, u64>, lost: u64, repairs: u64, ma
 
 /// Formats lines as text or JSON into a reused buffer.
 struct Printer {
-    json: Option<output::JsonWriter>,
+    json: Option<format::JsonWriter>,
     boot: clock::WallMap,
     buf: Vec<u8>,
 }
 
 impl Printer {
     fn new(json: bool) -> Printer {
-        let writer = json.then(|| output::JsonWriter::new(clock::WallMap::system()));
+        let writer = json.then(|| format::JsonWriter::new(clock::WallMap::system()));
         let mut p = Printer { json: writer, boot: clock::WallMap::system(), buf: Vec::with_capacity(1 << 16) };
         if !json {
-            p.buf.extend_from_slice(output::text_header().as_bytes());
+            p.buf.extend_from_slice(format::text_header().as_bytes());
             p.buf.push(b'\n');
         }
         p
@@ -289,7 +289,7 @@ impl Printer {
         match &mut self.json {
             Some(w) => w.write(line, &mut self.buf),
             None => {
-                self.buf.extend_from_slice(output::text(line, self.boot.offset()).as_bytes());
+                self.buf.extend_from_slice(format::text(line, self.boot.offset()).as_bytes());
                 self.buf.push(b'\n');
             }
         }

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use super::{ContainerRef, cgroups::Cgroups, paths as container};
 use crate::{
     engine::{Engine, Process},
-    event::TaskInfo,
+    events::TaskInfo,
 };
 
 /// Which container each live process belongs to, from kernel data alone: the
@@ -144,7 +144,7 @@ mod tests {
     use crate::container::{Enricher, Runtime, list};
     use crate::{
         engine::testkit::*,
-        event::{CgroupPath, TaskInfo},
+        events::{CgroupPath, TaskInfo},
     };
 
     const ID: &str = "b8cee460296f05db19c53a4579370efd43b7dce54573a11b29fb0076218f979c";

@@ -4,7 +4,7 @@
 //! attribution reads it.
 
 use super::{ContainerRef, paths as container};
-use crate::event::CgroupPath;
+use crate::events::CgroupPath;
 
 /// What is known of each cgroup: its path and the container it names.
 #[derive(Default, Debug)]
@@ -73,8 +73,8 @@ impl Cgroups {
     }
 
     /// Gives a cgroup move event the path of the cgroup it went to, when known.
-    pub fn name_move(&self, ev: &mut crate::event::Event) {
-        if let crate::event::Body::CgroupAttach { path, .. } = &mut ev.body {
+    pub fn name_move(&self, ev: &mut crate::events::Event) {
+        if let crate::events::Body::CgroupAttach { path, .. } = &mut ev.body {
             *path = self.get(ev.task.cgroup_id).map(|c| c.path.as_str().into());
         }
     }

@@ -15,7 +15,7 @@
 //!
 //! The views are elsewhere on purpose: `render/containers.rs` shows containers
 //! (labels, JSON), `cmd/containers.rs` is the command, `story/` tells starts
-//! and stops, `stream.rs` narrows an event stream to one container.
+//! and stops, `events/select.rs` narrows an event stream to one container.
 
 pub mod attribution;
 pub mod cgroups;

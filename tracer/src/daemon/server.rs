@@ -41,11 +41,13 @@ use crate::{
     clock,
     engine::{Engine, Update},
     events::kinds::Counts,
-    output::{self, Line},
+    events::{
+        format::{self, Line},
+        select,
+    },
     render::{self, RenderOptions},
     shutdown::Shutdown,
     story::{Stories, Story},
-    stream,
     tracker::{self, Cgroups, Step, Tracker},
 };
 
@@ -72,7 +74,7 @@ enum Reply {
 struct Subscriber {
     filter: Filter,
     /// `filter.container`, resolved per cgroup.
-    scope: Option<stream::ContainerScope>,
+    scope: Option<select::ContainerScope>,
     format: LineFormat,
     outbox: Arc<Outbox>,
     missed: u64,
@@ -245,7 +247,7 @@ pub async fn serve<S: Source>(
     let mut rates = Rates::default();
     let mut lat = Latencies::default();
     let boot = clock::WallMap::system();
-    let mut json = output::JsonWriter::new(clock::WallMap::system());
+    let mut json = format::JsonWriter::new(clock::WallMap::system());
     let mut bufs = LineBufs::default();
     let limits = Limits { queue, stall_limit };
     let mut shutdown = std::pin::pin!(shutdown);
@@ -524,7 +526,7 @@ fn answer<S: Source>(
             let g = render::Grouping::default();
             let snap = render::json_in(engine, &cx, &render_filter(&filter), &g, &RenderOptions::local(true));
             let first = to_line(&json!({"ok": true, "snapshot": snap}));
-            let scope = filter.container.as_deref().map(|q| stream::ContainerScope::new(q, enrich.clone()));
+            let scope = filter.container.as_deref().map(|q| select::ContainerScope::new(q, enrich.clone()));
             subs.push(Subscriber { filter, scope, format, outbox: outbox.clone(), missed: 0, stalled_since: None });
             Reply::Subscribed { first, outbox, latency: lat.socket.clone() }
         }
@@ -540,7 +542,7 @@ fn dispatch<S: Source>(
     subs: &mut [Subscriber],
     source: &S,
     u: &Update,
-    json: &mut output::JsonWriter,
+    json: &mut format::JsonWriter,
     bufs: &mut LineBufs,
     boot: &clock::WallMap,
 ) {
@@ -550,7 +552,7 @@ fn dispatch<S: Source>(
     let engine = source.engine();
     bufs.clear();
     for s in subs.iter_mut().filter(|s| !s.filter.containers) {
-        let Some(line) = stream::line_for(engine, &s.filter, u) else { continue };
+        let Some(line) = select::line_for(engine, &s.filter, u) else { continue };
         if s.scope.as_mut().is_some_and(|sc| !sc.admits(engine, source.cgroups(), u)) {
             continue;
         }
@@ -587,7 +589,7 @@ fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: &clock::WallMap) {
 fn broadcast(
     subs: &mut [Subscriber],
     line: &Line<'_>,
-    json: &mut output::JsonWriter,
+    json: &mut format::JsonWriter,
     bufs: &mut LineBufs,
     boot: &clock::WallMap,
 ) {
@@ -616,7 +618,7 @@ impl LineBufs {
         &mut self,
         line: &Line<'_>,
         format: LineFormat,
-        json: &mut output::JsonWriter,
+        json: &mut format::JsonWriter,
         boot: &clock::WallMap,
     ) -> &[u8] {
         match format {
@@ -631,7 +633,7 @@ impl LineBufs {
             }
             LineFormat::Text => {
                 if self.text.is_empty() {
-                    self.text = to_line(&json!({"kind": line.kind(), "text": output::text(line, boot.offset())}));
+                    self.text = to_line(&json!({"kind": line.kind(), "text": format::text(line, boot.offset())}));
                 }
                 &self.text
             }

@@ -28,7 +28,7 @@ use crate::{
         Engine, Update,
         testkit::{MS, SEC, cfg, fork, snap, tk},
     },
-    event::Event,
+    events::Event,
     tracker::{Cgroups, Step},
 };
 

@@ -11,7 +11,7 @@
 //! exits are applied in `exits.rs`, snapshot events in `walk.rs`.
 
 use super::{Engine, Origin, Process, Thread, Update, UserTable, lines, names};
-use crate::event::{Body, Comm, Event, ProcRef, TaskInfo};
+use crate::events::{Body, Comm, Event, ProcRef, TaskInfo};
 
 /// Where the process an event is about stands in the model.
 pub(super) enum Lookup {

@@ -5,7 +5,7 @@
 
 use super::apply::IfAbsent;
 use super::{Engine, GoneReason, ProcState, Process, Update, lines};
-use crate::event::{Argv, Body, Event, ExitStatus, ProcRef};
+use crate::events::{Argv, Body, Event, ExitStatus, ProcRef};
 
 /// A process exit waiting for thread exits of the same process.
 #[derive(Debug)]

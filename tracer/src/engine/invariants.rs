@@ -2,7 +2,7 @@
 //! checked by the tests (and handy when debugging) rather than on the hot path.
 
 use super::{Engine, FxHashMap};
-use crate::event::ProcRef;
+use crate::events::ProcRef;
 
 impl Engine {
     /// Checks the model's invariants (tests and debugging): thread count, live

@@ -74,7 +74,7 @@ pub use model::{Keyed, KeyedVec, Origin, ProcState, Process, Thread, Usage};
 pub use users::UserTable;
 pub use walk::Seen;
 
-use crate::event::{Body, Event, ProcRef};
+use crate::events::{Body, Event, ProcRef};
 use exits::Held;
 use store::Store;
 

@@ -6,7 +6,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use super::hash::FxHashMap;
-use crate::event::{Argv, Comm, ExitStatus, ProcRef, TaskInfo};
+use crate::events::{Argv, Comm, ExitStatus, ProcRef, TaskInfo};
 
 /// Something stored in a [`KeyedVec`], found by its key.
 pub trait Keyed {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::hash::{FxBuild, FxHasher};
-use crate::event::Argv;
+use crate::events::Argv;
 
 /// Slots of each cache (a power of two).
 const SLOTS: usize = 256;

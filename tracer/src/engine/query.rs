@@ -3,7 +3,7 @@
 //! model.
 
 use super::{Engine, Process};
-use crate::event::ProcRef;
+use crate::events::ProcRef;
 
 /// Longest parent chain walked by the ancestry queries (a guard against cycles
 /// left by lost events).

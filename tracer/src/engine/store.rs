@@ -17,7 +17,7 @@ use std::collections::hash_map::Entry;
 
 use super::hash::FxHashMap;
 use super::model::{Process, lines};
-use crate::event::ProcRef;
+use crate::events::ProcRef;
 
 pub(super) struct Live {
     pub(super) start_ns: u64,

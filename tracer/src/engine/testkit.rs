@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::EngineConfig;
-use crate::event::{Argv, Body, Comm, Event, ExitStatus, ProcRef, TaskInfo};
+use crate::events::{Argv, Body, Comm, Event, ExitStatus, ProcRef, TaskInfo};
 
 pub const MS: u64 = 1_000_000;
 pub const SEC: u64 = 1_000_000_000;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{Engine, Origin, ProcState, Process, Thread, Update};
-use crate::event::{Argv, Comm, ProcRef, TaskInfo};
+use crate::events::{Argv, Comm, ProcRef, TaskInfo};
 
 impl Engine {
     /// The user name for a new process: its parent's when the uid is the same.

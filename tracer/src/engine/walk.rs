@@ -11,7 +11,7 @@
 
 use super::apply::{IfAbsent, refresh_leader};
 use super::{Engine, FxHashSet, GoneReason, Origin, ProcRef, Thread, Update, Usage, lines};
-use crate::event::{Argv, Body, Event, TaskInfo};
+use crate::events::{Argv, Body, Event, TaskInfo};
 
 /// What a walk found alive: the identities of processes and threads.
 #[derive(Clone, Debug, Default)]

@@ -7,7 +7,7 @@
 //! strings from the traced world are escaped, in runs. The output is byte for
 //! byte what `serde_json` writes for the same object; the tests hold it to that.
 
-use crate::event::{Argv, Body, Comm, Event, ExitStatus, ProcRef, signal_name};
+use crate::events::{Argv, Body, Comm, Event, ExitStatus, ProcRef, signal_name};
 
 /// Appends `ev` as one JSON object (no newline). `time` is its RFC 3339 text,
 /// `user` the name of `ev.task.uid`.
@@ -185,7 +185,7 @@ fn escaped(out: &mut Vec<u8>, s: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::TaskInfo;
+    use crate::events::TaskInfo;
     use bytes::Bytes;
     use serde::Serialize;
 

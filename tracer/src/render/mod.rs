@@ -36,7 +36,7 @@ use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
 use crate::engine::{Engine, Process};
-use crate::event::ProcRef;
+use crate::events::ProcRef;
 use crate::{clock, escape};
 pub use containers::{Containers, Known, NameCache};
 

@@ -3,7 +3,7 @@
 use super::*;
 use crate::engine::testkit::*;
 use crate::engine::{Engine, UserTable};
-use crate::event::Comm;
+use crate::events::Comm;
 
 const H: u64 = 3600 * SEC;
 /// 2026-05-19T22:00:00Z.
@@ -20,13 +20,13 @@ fn opts() -> RenderOptions {
     }
 }
 
-fn at(mut t: crate::event::TaskInfo, start: u64) -> crate::event::TaskInfo {
+fn at(mut t: crate::events::TaskInfo, start: u64) -> crate::events::TaskInfo {
     t.proc_start_ns = start;
     t.start_ns = start;
     t
 }
 
-fn named(mut t: crate::event::TaskInfo, comm: &str) -> crate::event::TaskInfo {
+fn named(mut t: crate::events::TaskInfo, comm: &str) -> crate::events::TaskInfo {
     t.comm = Comm::from_str_lossy(comm);
     t
 }
@@ -248,7 +248,7 @@ const ID_A: &str = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f
 const HOST_NS: u32 = 4026531836;
 
 /// A task of `pid` (`ns_pid` inside) in cgroup `cgroup` and pid namespace `pidns`.
-fn inside(pid: u32, ppid: u32, comm: &str, cgroup: u64, pidns: u32, ns_pid: u32) -> crate::event::TaskInfo {
+fn inside(pid: u32, ppid: u32, comm: &str, cgroup: u64, pidns: u32, ns_pid: u32) -> crate::events::TaskInfo {
     let mut t = named(at(tk(pid, pid, ppid), 11 * H), comm);
     t.parent_start_ns = if ppid < 100 { u64::from(ppid) * 1000 } else { 11 * H };
     t.cgroup_id = cgroup;
@@ -306,7 +306,7 @@ fn containers_model() -> (Engine, Containers) {
         (20, format!("/docker/{ID_A}")),
         (30, "/mybox".to_string()),
     ]);
-    cgroups.add(paths.map(|(id, path)| crate::event::CgroupPath { id, path, truncated: false }).collect());
+    cgroups.add(paths.map(|(id, path)| crate::events::CgroupPath { id, path, truncated: false }).collect());
     let cx = Containers::build(&e, &cgroups, |c| {
         if c.id == ID_A { (Some("web-a".into()), Some("tracer-it-busybox:1".into())) } else { (None, None) }
     });
@@ -479,7 +479,7 @@ fn ten_thousand_processes_in_a_hundred_containers() {
     let mut paths = Vec::new();
     for c in 0..100u32 {
         let cgroup = 1000 + u64::from(c);
-        paths.push(crate::event::CgroupPath { id: cgroup, path: format!("/docker/{c:064x}"), truncated: false });
+        paths.push(crate::events::CgroupPath { id: cgroup, path: format!("/docker/{c:064x}"), truncated: false });
         // A shim on the host, then 99 processes inside: an init and its children.
         let base = 10_000 + c * 100;
         walk.push(snap(1, tk(base, base, 1), "shim", &["shim"]));

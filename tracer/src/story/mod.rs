@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     container::{self, ContainerRef, Enricher, NameCache},
     engine::{Engine, Update},
-    event::{Body, Event, ExitStatus},
+    events::{Body, Event, ExitStatus},
     tracker::Cgroups,
 };
 

@@ -4,7 +4,7 @@
 use super::*;
 use crate::{
     engine::testkit::*,
-    event::{CgroupPath, Comm, TaskInfo},
+    events::{CgroupPath, Comm, TaskInfo},
 };
 
 const ID: &str = "b8cee460296f05db19c53a4579370efd43b7dce54573a11b29fb0076218f979c";

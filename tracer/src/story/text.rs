@@ -155,7 +155,7 @@ fn secs(ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{container, event::ExitStatus};
+    use crate::{container, events::ExitStatus};
 
     /// What the daemon sends is what a client reads back (the watch's news).
     #[test]

@@ -18,7 +18,7 @@ use crate::{
         protocol::{Filter, LineFormat, Request, SnapshotFormat},
     },
     engine::{Engine, EngineConfig, FxHashSet},
-    event::{Argv, Body, Comm, Event, ExitStatus, ProcRef, TaskInfo},
+    events::{Argv, Body, Comm, Event, ExitStatus, ProcRef, TaskInfo},
     render::{Containers, Known},
     story::Story,
 };

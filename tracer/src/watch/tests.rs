@@ -15,7 +15,7 @@ use super::ui::{age, spawn_rate};
 use super::view::{Action, Config, Counters, Row, RowKey, View, group_key};
 use crate::engine::testkit::{MS, SEC, clone, exec, fork, pexit, pr, tk};
 use crate::engine::{Engine, EngineConfig, Update};
-use crate::event::{Body, Comm, Event, ExitStatus, TaskInfo};
+use crate::events::{Body, Comm, Event, ExitStatus, TaskInfo};
 use crate::render::{Containers, Known};
 use std::sync::Arc;
 

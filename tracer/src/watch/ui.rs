@@ -25,7 +25,7 @@ use super::filter::NO_CONTAINER;
 use super::view::{NEW_FOR_NS, ProcRow, Row, SEC, SPAWN_WINDOW_NS, ThreadRow, View};
 use crate::engine::ProcState;
 use crate::escape;
-use crate::event::signal_name;
+use crate::events::signal_name;
 
 /// Lines above the rows.
 pub const TOP: u16 = 3;

@@ -10,7 +10,7 @@ use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventK
 
 use super::filter::Filter;
 use crate::engine::{Engine, FxHashMap, FxHashSet, ProcState, Process, Update};
-use crate::event::{Argv, Body, Comm, ProcRef};
+use crate::events::{Argv, Body, Comm, ProcRef};
 use crate::render::{Containers, Known};
 
 pub const SEC: u64 = 1_000_000_000;

@@ -3,7 +3,7 @@
 
 use super::testkit::*;
 use super::*;
-use crate::event::{Body, Comm, ExitStatus, ProcRef};
+use crate::events::{Body, Comm, ExitStatus, ProcRef};
 use tracer_abi::Kind;
 
 mod walk;

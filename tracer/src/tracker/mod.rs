@@ -3,6 +3,10 @@
 //! every event after that, and repairs the tree with a new walk whenever the
 //! kernel reports lost records.
 
+pub mod session;
+
+use session::Session;
+
 use std::time::Duration;
 
 use anyhow::Result;
@@ -11,7 +15,6 @@ use crate::{
     bpf::{Options, reader::Message},
     clock,
     engine::{Engine, EngineConfig, Update},
-    session::Session,
 };
 
 /// The cgroup table lives with the rest of the container code; this path stays for
@@ -215,7 +218,7 @@ impl Tracker {
     }
 
     /// Applies one live event, with the path of the cgroup a cgroup move went to.
-    fn apply(&mut self, mut ev: crate::event::Event, out: &mut Vec<Update>) {
+    fn apply(&mut self, mut ev: crate::events::Event, out: &mut Vec<Update>) {
         self.cgroups.name_move(&mut ev);
         self.engine.apply(ev, out);
     }

@@ -12,7 +12,7 @@ use crate::{
         reader::{self, Message, ReaderStats},
     },
     clock,
-    event::{CgroupPath, Event},
+    events::{CgroupPath, Event},
 };
 
 /// Batches buffered between the reader and the consumer.

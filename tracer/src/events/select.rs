@@ -7,8 +7,8 @@ use crate::{
     container::{self, Enricher, NameCache},
     daemon::protocol::Filter,
     engine::{Engine, FxHashMap, GoneReason, Origin, Update},
-    event::{Body, TaskInfo},
-    output::Line,
+    events::format::Line,
+    events::{Body, TaskInfo},
     render::Known,
     story::Story,
     tracker::Cgroups,
@@ -177,20 +177,20 @@ mod tests {
     use super::*;
     use crate::{
         engine::{EngineConfig, testkit::*},
-        event::CgroupPath,
+        events::CgroupPath,
     };
 
     const ID: &str = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b";
     const HOST: u32 = 4026531836;
 
-    fn task(pid: u32, ppid: u32, pidns: u32, ns_pid: u32, cgroup_id: u64) -> crate::event::TaskInfo {
+    fn task(pid: u32, ppid: u32, pidns: u32, ns_pid: u32, cgroup_id: u64) -> crate::events::TaskInfo {
         let mut t = tk(pid, pid, ppid);
         (t.pidns, t.ns_pid, t.ns_tid, t.cgroup_id) = (pidns, ns_pid, ns_pid, cgroup_id);
         t
     }
 
     /// kthreadd: the engine learns the host's pid namespace from kernel threads.
-    fn kthreadd() -> crate::event::TaskInfo {
+    fn kthreadd() -> crate::events::TaskInfo {
         let mut t = task(2, 0, HOST, 2, 1);
         t.kthread = true;
         t

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::{
     clock, escape,
-    event::{Argv, Body, Comm, Event, ProcRef, TaskInfo},
+    events::{Argv, Body, Comm, Event, ProcRef, TaskInfo},
     users,
 };
 
