@@ -223,10 +223,10 @@ impl Kernel {
     /// Walks every task of the system with the BPF task iterator and returns one
     /// snapshot event per task. Runs while the tracepoints are attached, so that
     /// the caller can merge it with the events that raced with the walk.
-    pub fn snapshot(&mut self) -> Result<Snapshot> {
+    pub fn snapshot(&mut self) -> Result<TaskWalk> {
         let Some(prog_fd) = iter_fd(&self.ebpf, self.iter) else {
             // No iterator on this kernel (see `features`): the tree is built from events alone.
-            return Ok(Snapshot::default());
+            return Ok(TaskWalk::default());
         };
         let filter = self.features.iter_pid_filter;
         let mode = &mut self.iter_mode;
@@ -234,7 +234,7 @@ impl Kernel {
         // A new generation: the walk sends every cgroup's path again.
         self.walks += 1;
         mode.set(abi::ITER_SLOT_GEN, self.walks, 0)?;
-        let mut snap = Snapshot::default();
+        let mut snap = TaskWalk::default();
         let data = iter::walk(prog_fd, None).context("running the task iterator")?;
         snap.decode(&data);
 
@@ -374,7 +374,7 @@ fn fill_in_parent(
     prog: BorrowedFd<'_>,
     child: u32,
     filter: bool,
-    snap: &mut Snapshot,
+    snap: &mut TaskWalk,
 ) -> Result<u64> {
     mode.set(abi::ITER_SLOT_CURSOR, 0, 0)?;
     mode.set(abi::ITER_SLOT_PID, if filter { 0 } else { u64::from(child) }, 0)?;
@@ -404,7 +404,7 @@ const MAX_FILL_ROUNDS: usize = 8;
 
 /// The outcome of one task iterator walk.
 #[derive(Default, Debug)]
-pub struct Snapshot {
+pub struct TaskWalk {
     pub events: Vec<Event>,
     /// Paths of the cgroups the walked tasks are in.
     pub cgroups: Vec<events::CgroupPath>,
@@ -414,7 +414,7 @@ pub struct Snapshot {
     pub filled_in: u64,
 }
 
-impl Snapshot {
+impl TaskWalk {
     fn decode(&mut self, data: &[u8]) {
         for rec in events::records(data) {
             match rec.and_then(events::Record::decode) {

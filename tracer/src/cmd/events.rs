@@ -26,7 +26,7 @@ use crate::{
     events::select::{self, ContainerScope},
     shutdown::Shutdown,
     story::Stories,
-    tracker::{self, Step, Tracker},
+    tracker::{self, Outcome, Tracker},
 };
 
 pub async fn run(args: EventsArgs) -> Result<ExitCode> {
@@ -58,7 +58,7 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
             input = tracker.next_input() => tracker.handle(input, &mut updates).await?,
             _ = stop.wait() => break,
         };
-        if let Step::Lost { lost, total, ts_ns } = step {
+        if let Outcome::Lost { lost, total, ts_ns } = step {
             *counts.entry("lost").or_default() += lost;
             printer.line(&Line::Lost { ts_ns, lost, total });
         }
@@ -74,7 +74,7 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
             // stdout is gone (e.g. piped into head): stop quietly.
             return Ok(ExitCode::SUCCESS);
         }
-        if step == Step::Ended {
+        if step == Outcome::Ended {
             break;
         }
     }
@@ -113,7 +113,7 @@ async fn stories(
     let mut finishing = false;
     loop {
         let step = if finishing {
-            Step::Ended
+            Outcome::Ended
         } else {
             tokio::select! {
                 input = tracker.next_input() => tracker.handle(input, &mut updates).await?,
@@ -121,11 +121,11 @@ async fn stories(
                     finishing = true;
                     updates.clear();
                     tracker.finish(&mut updates).await;
-                    Step::Ended
+                    Outcome::Ended
                 }
             }
         };
-        if let Step::Lost { lost, .. } = step {
+        if let Outcome::Lost { lost, .. } = step {
             *counts.entry("lost").or_default() += lost;
             eprintln!("tracer: {lost} events lost; stories under way may miss stages");
         }
@@ -133,7 +133,7 @@ async fn stories(
             stories.update(&tracker.engine, &tracker.cgroups, &u);
         }
         // On the way out, tell what is under way now rather than after the settle time.
-        let now = if step == Step::Ended { u64::MAX / 2 } else { clock::boot_now_ns() };
+        let now = if step == Outcome::Ended { u64::MAX / 2 } else { clock::boot_now_ns() };
         stories.tick(now, &mut told);
         for s in told.drain(..) {
             if scope.as_ref().is_some_and(|sc| !sc.admits_story(&s)) {
@@ -153,7 +153,7 @@ async fn stories(
                 return Ok(ExitCode::SUCCESS);
             }
         }
-        if step == Step::Ended {
+        if step == Outcome::Ended {
             break;
         }
     }

@@ -48,7 +48,7 @@ use crate::{
     render::{self, RenderOptions},
     shutdown::Shutdown,
     story::{Stories, Story},
-    tracker::{self, Cgroups, Step, Tracker},
+    tracker::{self, Cgroups, Outcome, Tracker},
 };
 
 /// Lines queued per subscriber.
@@ -108,7 +108,7 @@ pub trait Source {
 
     /// Applies `input`, its updates into `out`. Runs to completion (never
     /// cancelled), so it may take its time (a repair walk).
-    fn handle(&mut self, input: Self::Input, out: &mut Vec<Update>) -> impl Future<Output = Result<Step>>;
+    fn handle(&mut self, input: Self::Input, out: &mut Vec<Update>) -> impl Future<Output = Result<Outcome>>;
 
     /// The model the answers are made from.
     fn engine(&self) -> &Engine;
@@ -121,13 +121,13 @@ pub trait Source {
 }
 
 impl Source for Tracker {
-    type Input = tracker::Input;
+    type Input = tracker::Next;
 
-    fn next_input(&mut self) -> impl Future<Output = tracker::Input> {
+    fn next_input(&mut self) -> impl Future<Output = tracker::Next> {
         Tracker::next_input(self)
     }
 
-    fn handle(&mut self, input: tracker::Input, out: &mut Vec<Update>) -> impl Future<Output = Result<Step>> {
+    fn handle(&mut self, input: tracker::Next, out: &mut Vec<Update>) -> impl Future<Output = Result<Outcome>> {
         Tracker::handle(self, input, out)
     }
 
@@ -258,7 +258,7 @@ pub async fn serve<S: Source>(
             input = source.next_input() => {
                 let step = source.handle(input, &mut updates).await?;
                 rates.roll(Instant::now());
-                if let Step::Lost { lost, total, ts_ns } = step {
+                if let Outcome::Lost { lost, total, ts_ns } = step {
                     rates.count_named("lost", lost);
                     let line = Line::Lost { ts_ns, lost, total };
                     broadcast(&mut subs, &line, &mut json, &mut bufs, &boot);
@@ -279,7 +279,7 @@ pub async fn serve<S: Source>(
                 tell(&mut subs, &mut told, &boot);
                 resync(&mut subs, &source, &mut names, &limits);
                 wake(&mut subs);
-                if step == Step::Ended {
+                if step == Outcome::Ended {
                     bail!("the kernel event stream ended");
                 }
             }

@@ -29,7 +29,7 @@ use crate::{
         testkit::{MS, SEC, cfg, fork, snap, tk},
     },
     events::Event,
-    tracker::{Cgroups, Step},
+    tracker::{Cgroups, Outcome},
 };
 
 /// How long a test waits for any one line before it fails (generous: CI runs
@@ -51,13 +51,13 @@ impl Source for TestSource {
         self.rx.recv()
     }
 
-    async fn handle(&mut self, input: Option<Vec<Event>>, out: &mut Vec<Update>) -> Result<Step> {
-        let Some(evs) = input else { return Ok(Step::Ended) };
+    async fn handle(&mut self, input: Option<Vec<Event>>, out: &mut Vec<Update>) -> Result<Outcome> {
+        let Some(evs) = input else { return Ok(Outcome::Ended) };
         for mut ev in evs {
             self.cgroups.name_move(&mut ev);
             self.engine.apply(ev, out);
         }
-        Ok(Step::Applied)
+        Ok(Outcome::Applied)
     }
 
     fn engine(&self) -> &Engine {

@@ -34,7 +34,7 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// What the tracker has to do next (see [`Tracker::next_input`]).
 #[derive(Debug)]
-pub enum Input {
+pub enum Next {
     Message(Option<Message>),
     Tick,
     /// Records were lost during the last walk: walk again.
@@ -43,7 +43,7 @@ pub enum Input {
 
 /// What one [`Tracker::step`] did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Step {
+pub enum Outcome {
     /// Events were applied (their updates are in `out`).
     Applied,
     /// The kernel lost `lost` records (`total` in all); a repair walk followed and
@@ -125,58 +125,58 @@ impl Tracker {
     /// Waits for events (or the next tick) and applies them. Not cancel-safe (it
     /// may be in a repair walk): in a `select!`, use [`Tracker::next_input`] and
     /// [`Tracker::handle`] instead.
-    pub async fn step(&mut self, out: &mut Vec<Update>) -> Result<Step> {
+    pub async fn step(&mut self, out: &mut Vec<Update>) -> Result<Outcome> {
         let input = self.next_input().await;
         self.handle(input, out).await
     }
 
     /// Waits for the next thing to do. Cancel-safe: nothing is consumed unless it
     /// returns.
-    pub async fn next_input(&mut self) -> Input {
+    pub async fn next_input(&mut self) -> Next {
         if self.repair_due && self.last_walk.elapsed() >= REPAIR_BACKOFF {
-            return Input::Repair;
+            return Next::Repair;
         }
         tokio::select! {
-            msg = self.session.rx.recv() => Input::Message(msg),
-            _ = self.tick.tick() => Input::Tick,
+            msg = self.session.rx.recv() => Next::Message(msg),
+            _ = self.tick.tick() => Next::Tick,
         }
     }
 
     /// Applies what [`Tracker::next_input`] returned. Must run to completion.
-    pub async fn handle(&mut self, input: Input, out: &mut Vec<Update>) -> Result<Step> {
+    pub async fn handle(&mut self, input: Next, out: &mut Vec<Update>) -> Result<Outcome> {
         match input {
-            Input::Repair => {
+            Next::Repair => {
                 log::info!("records were lost during the last repair walk; walking again");
                 self.walk(out).await?;
-                Ok(Step::Applied)
+                Ok(Outcome::Applied)
             }
-            Input::Tick => {
+            Next::Tick => {
                 self.engine.tick(clock::boot_now_ns(), out);
                 if self.last_prune.elapsed() >= self.prune_every {
                     self.last_prune = tokio::time::Instant::now();
                     self.prune_cgroups();
                 }
-                Ok(Step::Applied)
+                Ok(Outcome::Applied)
             }
-            Input::Message(None) => Ok(Step::Ended),
-            Input::Message(Some(Message::Events(evs))) => {
+            Next::Message(None) => Ok(Outcome::Ended),
+            Next::Message(Some(Message::Events(evs))) => {
                 for ev in evs {
                     self.apply(ev, out);
                 }
-                Ok(Step::Applied)
+                Ok(Outcome::Applied)
             }
-            Input::Message(Some(Message::Cgroups(c))) => {
+            Next::Message(Some(Message::Cgroups(c))) => {
                 self.cgroups.add(c);
-                Ok(Step::Applied)
+                Ok(Outcome::Applied)
             }
-            Input::Message(Some(Message::Lost { total })) => {
+            Next::Message(Some(Message::Lost { total })) => {
                 let lost = total.saturating_sub(self.lost_seen);
                 self.lost_seen = total;
                 self.engine.set_lost(total);
                 let ts_ns = clock::boot_now_ns();
                 log::warn!("{lost} events lost (ring buffer full); repairing the tree with a task iterator walk");
                 self.walk(out).await?;
-                Ok(Step::Lost { lost, total, ts_ns })
+                Ok(Outcome::Lost { lost, total, ts_ns })
             }
         }
     }

@@ -55,7 +55,7 @@ use crate::{
     render::{Containers, NameCache},
     shutdown::Shutdown,
     story::Stories,
-    tracker::{self, Step, Tracker},
+    tracker::{self, Outcome, Tracker},
 };
 use view::{Action, Config, Counters, View};
 
@@ -156,7 +156,7 @@ async fn in_process(args: &WatchArgs, mut view: View) -> Result<ExitCode> {
         if act == Action::Quit {
             break;
         }
-        if step == Step::Ended {
+        if step == Outcome::Ended {
             drop(ui);
             return Err(anyhow!("the kernel event stream ended"));
         }
