@@ -391,7 +391,10 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     }
     ev.header = header(Kind::Exec, total);
     // SAFETY: `buf` holds `total` initialised bytes of our scratch slot.
-    let r = unsafe { bpf_ringbuf_output((&raw const EVENTS).cast_mut().cast(), buf.cast(), total as u64, 0) };
+    // The same wake-up rule as every other record: flags 0 would let the kernel
+    // wake the reader for each record written after a drain.
+    let r =
+        unsafe { bpf_ringbuf_output((&raw const EVENTS).cast_mut().cast(), buf.cast(), total as u64, wakeup_flags()) };
     if r < 0 {
         count_lost();
     }
