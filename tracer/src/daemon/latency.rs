@@ -14,7 +14,7 @@ const MAX_NS: u64 = 60_000_000_000;
 
 /// One event in this many is recorded: percentiles of a sample that large are
 /// as good, and recording costs a few percent of the daemon's time per event.
-const SAMPLE_EVERY: u32 = 8;
+const SAMPLE_EVERY: u32 = 32;
 
 /// A latency distribution, in ns, of one event in [`SAMPLE_EVERY`].
 pub struct Latency {

@@ -6,13 +6,13 @@
 //! model needs no lock. The source is a trait so that the loop is tested without
 //! BPF, on synthetic events (`daemon/tests.rs`).
 //!
-//! Each client has a task that reads its requests and, for a subscription, a
-//! bounded queue of lines and a writer. The loop never waits for a client: a
-//! full queue counts missed lines; once the queue has room again the client is
-//! told how many it missed and gets a fresh snapshot to go on from. A client
-//! whose queue stays full for [`STALL_LIMIT`] (in tests, [`Config::stall_limit`])
-//! is cut loose. A writer sends all the lines waiting in its queue with one
-//! write: one system call per batch, not per event.
+//! Each client has a task that reads its requests and, for a subscription, an
+//! outbox of lines (`outbox.rs`) and a writer. The loop never waits for a client:
+//! a full outbox counts missed lines; once it has room again the client is told
+//! how many it missed and gets a fresh snapshot to go on from. A client whose
+//! outbox stays full for [`STALL_LIMIT`] (in tests, [`Config::stall_limit`]) is
+//! cut loose. A writer sends all the lines waiting in its outbox with one write:
+//! one system call per batch, not per event.
 
 use std::{
     path::{Path, PathBuf},
