@@ -7,6 +7,9 @@ use tracer::cli::{Cli, Command};
 static GLOBAL: tracer::alloc::Allocator = tracer::alloc::ALLOCATOR;
 
 fn main() -> std::process::ExitCode {
+    if let Some(code) = tracer::cmd::generate::from_args() {
+        return code;
+    }
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).format_timestamp(None).init();
     // One worker thread, and the command runs on it (spawned, not in block_on on

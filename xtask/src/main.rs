@@ -2,6 +2,7 @@
 //! `.cargo/config.toml`).
 
 mod bench;
+mod dist;
 mod setup;
 mod util;
 mod vm;
@@ -15,6 +16,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+use crate::setup::Purpose;
 use crate::util::{cargo, is_root};
 
 #[derive(Parser)]
@@ -30,10 +32,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install the eBPF toolchain, bpf-linker, apt packages; mount tracefs.
-    /// Idempotent: prints one line per item.
-    Setup,
-    /// Setup, then build the static release binary of tracer
+    /// Install what building and running need: the eBPF toolchain, bpf-linker,
+    /// the static target, musl-tools; mount tracefs. With --test-deps also what
+    /// the tests need (rustfmt, clippy, the workloads: docker.io, apache2,
+    /// debootstrap, ...). Idempotent: prints one line per item, on stderr.
+    Setup {
+        /// Also install the tests' tools and workloads (`cargo xtask test` does).
+        #[arg(long)]
+        test_deps: bool,
+    },
+    /// Set up what building needs, then build the static release binary of tracer
     /// (target/x86_64-unknown-linux-musl/release/tracer), or with --debug the
     /// host's debug build.
     Build {
@@ -41,7 +49,7 @@ enum Task {
         #[arg(long)]
         debug: bool,
     },
-    /// Setup and build, then run tracer with ARGS (as root; via sudo if not root).
+    /// Set up what running needs and build, then run tracer with ARGS (as root; via sudo if not root).
     Run {
         /// Build and run the debug profile instead of release.
         #[arg(long)]
@@ -50,7 +58,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Setup, then fmt check, clippy, and every test (as CI does).
+    /// Set up the tests' needs too, then fmt check, clippy, every test, the
+    /// package check (`dist --verify`) and the kernel matrix (as CI does).
     ///
     /// ARGS go to the test harness after `--test-threads=1` (e.g. a name
     /// filter). To pass arguments to `cargo test` itself, put them before a
@@ -66,6 +75,11 @@ enum Task {
     /// event (bpf_stats), CPU per event, daemon latency; then the start-up tree
     /// and the engine benchmark. Writes target/bench/bench.md and bench.json.
     Bench(bench::Args),
+    /// Build the packages into target/dist/: a tarball (static stripped binary,
+    /// man pages, completions, systemd unit, sysusers.d file, licences), a .deb
+    /// (cargo-deb) and SHA256SUMS. With --verify, also install the .deb into a
+    /// clean Debian 12 chroot and check it there (needs root).
+    Dist(dist::Args),
     /// The kernel matrix: the static tracer on Debian's 5.10, 6.1 and 6.12
     /// kernels under qemu and on this host, one table of cases (needs root).
     VmTest(vm::Args),
@@ -101,16 +115,17 @@ enum Task {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
-        Task::Setup => setup::setup(),
+        Task::Setup { test_deps } => setup::setup(if test_deps { Purpose::Test } else { Purpose::Run }),
         Task::Build { debug } => {
-            setup::setup()?;
+            setup::setup(Purpose::Build)?;
             if debug { build(true).map(|_| ()) } else { build_static().map(|_| ()) }
         }
         Task::Run { debug, args } => run(debug, &args),
         Task::Test { args } => test(&args),
         Task::Bench(args) => bench::bench(&args),
+        Task::Dist(args) => dist::dist(&args),
         Task::VmTest(args) => {
-            setup::setup()?;
+            setup::setup(Purpose::Run)?;
             vm::vm_test(&args)
         }
         Task::BenchWorker { workload, secs, cpu } => bench::worker(workload, secs, cpu),
@@ -128,7 +143,7 @@ pub fn build(debug: bool) -> Result<PathBuf> {
         cmd.arg("--release");
     }
     cmd.args(["-p", "tracer"]);
-    println!("==> {}", util::display(&cmd));
+    eprintln!("==> {}", util::display(&cmd));
     util::run(&mut cmd, "building tracer", "fix the errors above and rerun `cargo xtask build`")?;
     let bin = util::target_dir().join(if debug { "debug" } else { "release" }).join("tracer");
     if !bin.is_file() {
@@ -137,7 +152,7 @@ pub fn build(debug: bool) -> Result<PathBuf> {
             bin.display()
         );
     }
-    println!("built: {}", bin.display());
+    eprintln!("built: {}", bin.display());
     Ok(bin)
 }
 
@@ -162,12 +177,12 @@ pub fn build_static() -> Result<PathBuf> {
 /// Replaces this process with tracer (so signals and the exit code are
 /// tracer's own).
 fn run(debug: bool, args: &[OsString]) -> Result<()> {
-    setup::setup()?;
+    setup::setup(Purpose::Run)?;
     let bin = if debug { build(true)? } else { build_static()? };
     let mut cmd = if is_root() {
         Command::new(&bin)
     } else if let Some(sudo) = util::which("sudo") {
-        println!("note: not root: running tracer via sudo");
+        eprintln!("note: not root: running tracer via sudo");
         let mut cmd = Command::new(sudo);
         cmd.arg("--").arg(&bin);
         cmd
@@ -178,14 +193,14 @@ fn run(debug: bool, args: &[OsString]) -> Result<()> {
         );
     };
     cmd.args(args);
-    println!("==> {}", util::display(&cmd));
+    eprintln!("==> {}", util::display(&cmd));
     std::io::stdout().flush().ok();
     let err = cmd.exec();
     Err(err).with_context(|| format!("running tracer: could not exec {}", bin.display()))
 }
 
 fn test(args: &[String]) -> Result<()> {
-    setup::setup()?;
+    setup::setup(Purpose::Test)?;
     if !is_root() {
         println!("note: not root: the integration tests need root and BPF and will fail");
     }
@@ -210,14 +225,17 @@ fn test(args: &[String]) -> Result<()> {
         (&mut clippy, "running clippy", "fix the warnings above and rerun `cargo xtask test`"),
         (&mut tests, "running the tests", "see the failing tests above; rerun one with `cargo xtask test -- NAME`"),
     ];
-    // A name filter runs those tests alone; the kernel matrix runs with the whole suite.
-    let matrix = harness_args.is_empty() && cargo_args.is_empty();
-    let n = steps.len() + usize::from(matrix);
+    // A name filter runs those tests alone; the package check and the kernel
+    // matrix run with the whole suite.
+    let whole = harness_args.is_empty() && cargo_args.is_empty();
+    let n = steps.len() + 2 * usize::from(whole);
     for (i, (cmd, doing, fix)) in steps.into_iter().enumerate() {
         println!("==> [{}/{n}] {}", i + 1, util::display(cmd));
         util::run(cmd, doing, fix)?;
     }
-    if matrix {
+    if whole {
+        println!("==> [{}/{n}] cargo xtask dist --verify (the .deb in a clean Debian 12 chroot)", n - 1);
+        dist::dist(&dist::Args { verify: true })?;
         println!(
             "==> [{n}/{n}] cargo xtask vm-test (the kernel matrix: Debian 5.10, 6.1, 6.12 under qemu, and this host)"
         );

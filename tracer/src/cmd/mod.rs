@@ -3,5 +3,6 @@
 pub mod check;
 pub mod containers;
 pub mod events;
+pub mod generate;
 pub mod ps;
 pub mod stats;

@@ -137,7 +137,7 @@ pub fn bench(args: &Args) -> Result<()> {
     let parts = args.parts();
     let workloads = args.workloads();
     let columns = args.columns();
-    crate::setup::setup()?;
+    crate::setup::setup(crate::setup::Purpose::Bench)?;
     // The peers, installed here only (not in `cargo xtask setup`); a failure is
     // reported in their column.
     let peers_setup = crate::setup::bench_packages().err().map(|e| format!("{e:#}"));
