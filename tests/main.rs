@@ -10,6 +10,7 @@ mod check;
 mod containers;
 mod daemon;
 mod events;
+mod faults;
 mod hardening;
 mod hostile;
 mod tree;

@@ -83,7 +83,7 @@ pub struct Daemon {
     stderr: Collected,
     reader: Option<JoinHandle<()>>,
     desc: String,
-    _dir: TempDir,
+    _dir: Option<TempDir>,
 }
 
 impl Daemon {
@@ -97,6 +97,29 @@ impl Daemon {
     pub fn start_wrapped(wrapper: &[&str], extra: &[&str]) -> Daemon {
         let dir = TempDir::new("tree-daemon");
         let socket = dir.path().join("tracer.sock");
+        Daemon::launch(wrapper, extra, &[], socket, Some(dir))
+    }
+
+    /// Like [`Daemon::start`], on a socket path of the caller's (which keeps its
+    /// directory: a daemon started there again after a crash finds the old socket).
+    pub fn start_at(socket: &std::path::Path, extra: &[&str]) -> Daemon {
+        Daemon::launch(&[], extra, &[], socket.to_path_buf(), None)
+    }
+
+    /// Like [`Daemon::start`], with environment variables set (e.g. `RUST_LOG`).
+    pub fn start_env(extra: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        let dir = TempDir::new("tree-daemon");
+        let socket = dir.path().join("tracer.sock");
+        Daemon::launch(&[], extra, envs, socket, Some(dir))
+    }
+
+    fn launch(
+        wrapper: &[&str],
+        extra: &[&str],
+        envs: &[(&str, &str)],
+        socket: PathBuf,
+        dir: Option<TempDir>,
+    ) -> Daemon {
         let mut argv: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
         argv.push(TRACER.to_string());
         argv.extend(["daemon".to_string(), "--socket".to_string(), socket.display().to_string()]);
@@ -104,6 +127,7 @@ impl Daemon {
         let desc = argv.join(" ");
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -7,6 +7,8 @@
 
 /// Apache httpd on the host: a configuration of the test's own, a free port.
 pub mod apache;
+/// The BPF programs and links the kernel holds (bpftool): what a tracer left attached.
+pub mod bpf;
 /// Test cgroups (v2, or a v1 controller's), a container's cgroup id.
 pub mod cgroup;
 /// `tracer daemon` on a socket of the test's own: requests, subscriptions.
@@ -23,6 +25,10 @@ pub mod procfs;
 pub mod rootfs;
 /// Plain runc containers in bundles of their own.
 pub mod runc;
+/// A fork, exec and thread storm that runs until told to stop.
+pub mod storm;
+/// A tiny tmpfs to fill up.
+pub mod tmpfs;
 /// tmux: a terminal for `tracer watch`, its screen captured.
 pub mod tmux;
 /// Running the tracer binary: `tracer events`, its summary, stories, one-shot commands.

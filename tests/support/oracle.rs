@@ -489,3 +489,25 @@ pub fn assert_matches_proc_within(d: &Daemon, scope: Scope, what: &str, budget: 
         reports[shown..].join("")
     );
 }
+
+/// Like [`assert_matches_proc`] for the whole tree, with each snapshot taken by
+/// `snapshot` (e.g. `tracer ps --json` through a daemon) instead of a request.
+pub fn assert_snapshots_match_proc(what: &str, mut snapshot: impl FnMut() -> Value) -> Outcome {
+    let mut reports = String::new();
+    for attempt in 1..=ATTEMPTS {
+        let s1 = snapshot();
+        let all = read_proc();
+        std::thread::sleep(SETTLE);
+        let s2 = snapshot();
+        let out = compare(&s1, &all, &s2, Scope::All);
+        if out.passed() {
+            eprintln!("{what}: the tracer's tree equals /proc (attempt {attempt}): {}", out.summary());
+            return out;
+        }
+        let _ = writeln!(reports, "attempt {attempt}:\n{}", out.report());
+        if attempt < ATTEMPTS {
+            std::thread::sleep(RETRY_PAUSE);
+        }
+    }
+    panic!("{what}: the tracer's tree differs from /proc in all {ATTEMPTS} attempts:\n{reports}");
+}

@@ -70,9 +70,8 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
                 printer.line(&line);
             }
         }
-        if printer.flush(&mut out).is_err() {
-            // stdout is gone (e.g. piped into head): stop quietly.
-            return Ok(ExitCode::SUCCESS);
+        if let Err(e) = printer.flush(&mut out) {
+            return write_failed(e);
         }
         if step == Outcome::Ended {
             break;
@@ -88,7 +87,9 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
             printer.line(&line);
         }
     }
-    let _ = printer.flush(&mut out);
+    if let Err(e) = printer.flush(&mut out) {
+        return write_failed(e);
+    }
     let stats = tracker.engine.stats();
     let malformed = tracker.reader_stats().malformed.load(std::sync::atomic::Ordering::Relaxed);
     summary(&mut counts, stats.lost, stats.repairs.added_processes + stats.repairs.removed_processes, malformed);
@@ -149,8 +150,8 @@ async fn stories(
             } else {
                 writeln!(out, "{}", s.text(boot.offset()))
             };
-            if written.and_then(|()| out.flush()).is_err() {
-                return Ok(ExitCode::SUCCESS);
+            if let Err(e) = written.and_then(|()| out.flush()) {
+                return write_failed(e);
             }
         }
         if step == Outcome::Ended {
@@ -177,15 +178,19 @@ async fn from_daemon(args: EventsArgs, mut client: Client) -> Result<ExitCode> {
     );
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout);
-    if !args.json && !args.containers {
-        writeln!(out, "{}", format::text_header())?;
+    if !args.json
+        && !args.containers
+        && let Err(e) = writeln!(out, "{}", format::text_header())
+    {
+        return write_failed(e);
     }
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     loop {
         // Flush only when no further line is waiting: one write per batch.
-        if !client.has_buffered() && out.flush().is_err() {
-            // stdout is gone (e.g. piped into head): stop quietly.
-            return Ok(ExitCode::SUCCESS);
+        if !client.has_buffered()
+            && let Err(e) = out.flush()
+        {
+            return write_failed(e);
         }
         let line = tokio::select! {
             l = client.next_line() => l?,
@@ -195,44 +200,21 @@ async fn from_daemon(args: EventsArgs, mut client: Client) -> Result<ExitCode> {
             eprintln!("tracer: the daemon closed the stream");
             break;
         };
-        let v = match line {
+        let written = match line {
             client::Line::Event { kind, json } => {
                 // Passed on as the daemon wrote it (already escaped JSON).
                 *counts.entry(intern(kind)).or_default() += 1;
-                if out.write_all(json).and_then(|()| out.write_all(b"\n")).is_err() {
-                    return Ok(ExitCode::SUCCESS);
-                }
-                continue;
+                out.write_all(json).and_then(|()| out.write_all(b"\n"))
             }
-            client::Line::Other(v) => client::check(v)?,
+            client::Line::Other(v) => print_other(&mut out, &client::check(v)?, args.json, &mut counts),
         };
-        if let Some(missed) = v.get("missed").and_then(Value::as_u64) {
-            // This client fell behind the daemon: say so, in the stream's own form.
-            *counts.entry("missed").or_default() += missed;
-            let msg = format!("{missed} events were not delivered to this client (it read too slowly)");
-            if args.json {
-                serde_json::to_writer(&mut out, &serde_json::json!({"kind": "missed", "missed": missed}))?;
-                writeln!(out)?;
-            } else {
-                writeln!(out, "MISSED      {msg}")?;
-            }
-        } else if let Some(story) = v.get("story") {
-            let kind = story.get("kind").and_then(Value::as_str).unwrap_or("?");
-            *counts.entry(intern(kind)).or_default() += 1;
-            serde_json::to_writer(&mut out, story)?;
-            writeln!(out)?;
-        } else if let Some(ev) = v.get("event") {
-            let kind = ev.get("kind").and_then(Value::as_str).unwrap_or("?");
-            *counts.entry(intern(kind)).or_default() += 1;
-            serde_json::to_writer(&mut out, ev)?;
-            writeln!(out)?;
-        } else if let Some(text) = v.get("text").and_then(Value::as_str) {
-            let kind = v.get("kind").and_then(Value::as_str).unwrap_or("?");
-            *counts.entry(intern(kind)).or_default() += 1;
-            writeln!(out, "{text}")?;
+        if let Err(e) = written {
+            return write_failed(e);
         }
     }
-    let _ = out.flush();
+    if let Err(e) = out.flush() {
+        return write_failed(e);
+    }
     let lost = counts.get("lost").copied().unwrap_or(0);
     let repairs = counts_repairs(&counts);
     // The daemon's own counter of malformed records, over a second connection.
@@ -244,6 +226,48 @@ async fn from_daemon(args: EventsArgs, mut client: Client) -> Result<ExitCode> {
     }
     summary(&mut counts, lost, repairs, malformed);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a subscription line that is not a plain event: a missed-lines notice,
+/// a story, an event as an object, or a text line.
+fn print_other(
+    out: &mut impl Write,
+    v: &Value,
+    json: bool,
+    counts: &mut BTreeMap<&'static str, u64>,
+) -> io::Result<()> {
+    if let Some(missed) = v.get("missed").and_then(Value::as_u64) {
+        // This client fell behind the daemon: say so, in the stream's own form.
+        *counts.entry("missed").or_default() += missed;
+        if json {
+            serde_json::to_writer(&mut *out, &serde_json::json!({"kind": "missed", "missed": missed}))?;
+            writeln!(out)
+        } else {
+            writeln!(out, "MISSED      {missed} events were not delivered to this client (it read too slowly)")
+        }
+    } else if let Some(obj) = v.get("story").or_else(|| v.get("event")) {
+        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("?");
+        *counts.entry(intern(kind)).or_default() += 1;
+        serde_json::to_writer(&mut *out, obj)?;
+        writeln!(out)
+    } else if let Some(text) = v.get("text").and_then(Value::as_str) {
+        let kind = v.get("kind").and_then(Value::as_str).unwrap_or("?");
+        *counts.entry(intern(kind)).or_default() += 1;
+        writeln!(out, "{text}")
+    } else {
+        Ok(())
+    }
+}
+
+/// A write to stdout failed. A reader that went away (piped into `head`) ends
+/// the stream quietly; anything else (a full disk, an I/O error) is an error
+/// that names the cause, and the command exits non-zero: events that could not
+/// be written are never dropped silently.
+fn write_failed(e: io::Error) -> Result<ExitCode> {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        return Ok(ExitCode::SUCCESS);
+    }
+    Err(anyhow::Error::new(e).context("writing events to stdout"))
 }
 
 fn counts_repairs(counts: &BTreeMap<&'static str, u64>) -> u64 {

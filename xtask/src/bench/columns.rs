@@ -164,7 +164,7 @@ fn output_file(path: &Path) -> Result<File> {
 
 /// The daemon's socket: under the bench directory unless that path is too
 /// long for a Unix socket.
-fn socket_path(dir: &Path) -> PathBuf {
+pub(super) fn socket_path(dir: &Path) -> PathBuf {
     let p = dir.join("daemon.sock");
     if p.as_os_str().len() < 100 {
         p
@@ -433,7 +433,7 @@ impl Started {
 }
 
 /// `tracer stats --json --socket S`: the daemon's stats object.
-fn daemon_stats(tracer: &Path, socket: &Path) -> Result<Value> {
+pub(super) fn daemon_stats(tracer: &Path, socket: &Path) -> Result<Value> {
     let mut cmd = Command::new(tracer);
     cmd.args(["stats", "--json", "--socket"]).arg(socket);
     let out = procs::output(cmd, Duration::from_secs(30)).context("tracer stats --json")?;

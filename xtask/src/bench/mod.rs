@@ -13,7 +13,9 @@
 //! output out of those it made; what the tracer says it lost; the tracer's BPF
 //! programs' run time and run count (kernel.bpf_stats_enabled=1 for the bench,
 //! restored after); its processes' CPU time. Then the start-up tree with
-//! 10,000 threads alive and the engine benchmark (see [`extras`]).
+//! 10,000 threads alive and the engine benchmark (see [`extras`]). The soak
+//! (one million processes through a daemon, see [`soak`]) runs only when
+//! `--only` names it.
 //!
 //! Output: Markdown tables on stdout and in target/bench/bench.md, every
 //! figure in target/bench/bench.json; each column's last output file stays in
@@ -25,6 +27,7 @@ mod extras;
 mod kernel;
 mod procs;
 mod report;
+mod soak;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -54,6 +57,9 @@ pub enum Part {
     Startup,
     /// The engine benchmark (cargo bench --bench engine).
     Engine,
+    /// One million processes through a daemon, its memory read as they go
+    /// (minutes: only when `--only` names it).
+    Soak,
 }
 
 impl Part {
@@ -63,7 +69,7 @@ impl Part {
             Part::Exec => Some(Workload::Exec),
             Part::Thread => Some(Workload::Thread),
             Part::Burst => Some(Workload::Burst),
-            Part::Startup | Part::Engine => None,
+            Part::Startup | Part::Engine | Part::Soak => None,
         }
     }
 }
@@ -76,8 +82,9 @@ pub struct Args {
     /// Rounds; each runs every column once, interleaved.
     #[arg(long, default_value_t = 3)]
     pub rounds: u32,
-    /// Only these parts (default: all): workloads fork, exec, thread, burst;
-    /// startup (the start-up tree); engine (the engine benchmark).
+    /// Only these parts (default: all but soak): workloads fork, exec, thread,
+    /// burst; startup (the start-up tree); engine (the engine benchmark); soak
+    /// (1,000,000 processes through a daemon, its RSS as they go; minutes).
     #[arg(long, value_delimiter = ',', value_name = "PART[,..]")]
     pub only: Vec<Part>,
     /// Only these tracers (default: all; the untraced baseline always runs):
@@ -89,7 +96,11 @@ pub struct Args {
 impl Args {
     fn parts(&self) -> Vec<Part> {
         use clap::ValueEnum;
-        if self.only.is_empty() { Part::value_variants().to_vec() } else { self.only.clone() }
+        if self.only.is_empty() {
+            Part::value_variants().iter().copied().filter(|p| *p != Part::Soak).collect()
+        } else {
+            self.only.clone()
+        }
     }
 
     fn workloads(&self) -> Vec<Workload> {
@@ -163,6 +174,7 @@ pub fn bench(args: &Args) -> Result<()> {
         rows: Vec::new(),
         startup: None,
         engine: None,
+        soak: None,
         done: false,
     };
     if !workloads.is_empty() {
@@ -222,6 +234,12 @@ pub fn bench(args: &Args) -> Result<()> {
         procs::check_interrupted()?;
         rep.engine = Some(e.map_err(|e| format!("{e:#}")));
     }
+    if parts.contains(&Part::Soak) {
+        procs::check_interrupted()?;
+        let s = soak::soak(&tracer, &dir);
+        procs::check_interrupted()?;
+        rep.soak = Some(s.map_err(|e| format!("{e:#}")));
+    }
     rep.done = true;
     let (md_path, json_path) = rep.write(&dir)?;
     println!();
@@ -233,12 +251,15 @@ pub fn bench(args: &Args) -> Result<()> {
         json_path.display(),
         started.elapsed().as_secs_f64()
     );
-    let failed: Vec<&str> =
-        [rep.startup.as_ref().and_then(|r| r.as_ref().err()), rep.engine.as_ref().and_then(|r| r.as_ref().err())]
-            .into_iter()
-            .flatten()
-            .map(String::as_str)
-            .collect();
+    let failed: Vec<&str> = [
+        rep.startup.as_ref().and_then(|r| r.as_ref().err()),
+        rep.engine.as_ref().and_then(|r| r.as_ref().err()),
+        rep.soak.as_ref().and_then(|r| r.as_ref().err()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(String::as_str)
+    .collect();
     if !failed.is_empty() {
         bail!("{} (the other results are in {})", failed.join("; "), md_path.display());
     }
@@ -262,6 +283,7 @@ struct Report {
     rows: Vec<Row>,
     startup: Option<Result<extras::Startup, String>>,
     engine: Option<Result<extras::Engine, String>>,
+    soak: Option<Result<soak::Soak, String>>,
     /// All parts ran (else the report is partial).
     done: bool,
 }
@@ -317,6 +339,11 @@ impl Report {
             Some(Err(e)) => md.push_str(&format!("## Engine\n\nfailed: {e}\n\n")),
             None => {}
         }
+        match &self.soak {
+            Some(Ok(s)) => md.push_str(&s.markdown()),
+            Some(Err(e)) => md.push_str(&format!("## Soak\n\nfailed: {e}\n\n")),
+            None => {}
+        }
         md
     }
 
@@ -342,6 +369,7 @@ impl Report {
             "rows": self.rows.iter().map(report::row_json).collect::<Vec<_>>(),
             "startup": part(self.startup.as_ref().map(|r| r.as_ref().map(extras::Startup::json))),
             "engine": part(self.engine.as_ref().map(|r| r.as_ref().map(extras::Engine::json))),
+            "soak": part(self.soak.as_ref().map(|r| r.as_ref().map(soak::Soak::json))),
         })
     }
 
@@ -463,6 +491,10 @@ mod tests {
         assert_eq!(a.workloads(), [Workload::Fork, Workload::Exec, Workload::Thread, Workload::Burst]);
         assert_eq!(a.columns(), Column::ALL);
         assert_eq!(a.parts().len(), 6);
+        assert!(!a.parts().contains(&Part::Soak), "the soak takes minutes: only on demand");
+        let a = Cli::try_parse_from(["x", "--only", "soak"]).unwrap().args;
+        assert_eq!(a.parts(), [Part::Soak]);
+        assert!(a.workloads().is_empty());
         let a = Cli::try_parse_from(["x", "--only", "exec,fork", "--tracers", "perf,daemon", "--secs", "0.5"])
             .unwrap()
             .args;
