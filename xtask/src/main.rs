@@ -2,6 +2,7 @@
 //! `.cargo/config.toml`).
 
 mod bench;
+mod fuzz;
 mod setup;
 mod util;
 mod vm;
@@ -21,7 +22,7 @@ use crate::util::{cargo, is_root};
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
-    about = "Project tasks for tracer: setup, build, run, test, bench"
+    about = "Project tasks for tracer: setup, build, run, test, fuzz, bench"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -66,6 +67,9 @@ enum Task {
     /// event (bpf_stats), CPU per event, daemon latency; then the start-up tree
     /// and the engine benchmark. Writes target/bench/bench.md and bench.json.
     Bench(bench::Args),
+    /// Fuzz every parser of hostile input (cargo-fuzz, libFuzzer) for --secs
+    /// each; prints the executions per target, fails on a crash.
+    Fuzz(fuzz::Args),
     /// The kernel matrix: the static tracer on Debian's 5.10, 6.1 and 6.12
     /// kernels under qemu and on this host, one table of cases (needs root).
     VmTest(vm::Args),
@@ -109,6 +113,7 @@ fn main() -> Result<()> {
         Task::Run { debug, args } => run(debug, &args),
         Task::Test { args } => test(&args),
         Task::Bench(args) => bench::bench(&args),
+        Task::Fuzz(args) => fuzz::fuzz(&args),
         Task::VmTest(args) => {
             setup::setup()?;
             vm::vm_test(&args)
@@ -184,6 +189,9 @@ fn run(debug: bool, args: &[OsString]) -> Result<()> {
     Err(err).with_context(|| format!("running tracer: could not exec {}", bin.display()))
 }
 
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SECS: u64 = 30;
+
 fn test(args: &[String]) -> Result<()> {
     setup::setup()?;
     if !is_root() {
@@ -210,14 +218,17 @@ fn test(args: &[String]) -> Result<()> {
         (&mut clippy, "running clippy", "fix the warnings above and rerun `cargo xtask test`"),
         (&mut tests, "running the tests", "see the failing tests above; rerun one with `cargo xtask test -- NAME`"),
     ];
-    // A name filter runs those tests alone; the kernel matrix runs with the whole suite.
-    let matrix = harness_args.is_empty() && cargo_args.is_empty();
-    let n = steps.len() + usize::from(matrix);
+    // A name filter runs those tests alone; the fuzzing and the kernel matrix run
+    // with the whole suite.
+    let full = harness_args.is_empty() && cargo_args.is_empty();
+    let n = steps.len() + 2 * usize::from(full);
     for (i, (cmd, doing, fix)) in steps.into_iter().enumerate() {
         println!("==> [{}/{n}] {}", i + 1, util::display(cmd));
         util::run(cmd, doing, fix)?;
     }
-    if matrix {
+    if full {
+        println!("==> [{}/{n}] cargo xtask fuzz --secs {FUZZ_SECS} (every parser of hostile input)", n - 1);
+        fuzz::fuzz(&fuzz::Args { secs: FUZZ_SECS, targets: Vec::new() })?;
         println!(
             "==> [{n}/{n}] cargo xtask vm-test (the kernel matrix: Debian 5.10, 6.1, 6.12 under qemu, and this host)"
         );
@@ -241,6 +252,12 @@ mod tests {
         let Task::Run { debug, args } = cli.task else { panic!("not run") };
         assert!(!debug);
         assert_eq!(args, ["events", "--json"]);
+
+        let cli = Cli::try_parse_from(["xtask", "fuzz", "--secs", "5", "keys"]).unwrap();
+        let Task::Fuzz(f) = cli.task else { panic!("not fuzz") };
+        assert_eq!((f.secs, f.targets), (5, vec!["keys".to_string()]));
+        let Task::Fuzz(f) = Cli::try_parse_from(["xtask", "fuzz"]).unwrap().task else { panic!("not fuzz") };
+        assert_eq!((f.secs, f.targets.len()), (30, 0));
 
         let cli = Cli::try_parse_from(["xtask", "run", "events", "--pid", "1"]).unwrap();
         let Task::Run { args, .. } = cli.task else { panic!("not run") };
