@@ -3,6 +3,7 @@
 
 mod bench;
 mod dist;
+mod fuzz;
 mod setup;
 mod util;
 mod vm;
@@ -23,7 +24,7 @@ use crate::util::{cargo, is_root};
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
-    about = "Project tasks for tracer: setup, build, run, test, bench"
+    about = "Project tasks for tracer: setup, build, run, test, fuzz, bench"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -80,6 +81,9 @@ enum Task {
     /// (cargo-deb) and SHA256SUMS. With --verify, also install the .deb into a
     /// clean Debian 12 chroot and check it there (needs root).
     Dist(dist::Args),
+    /// Fuzz every parser of hostile input (cargo-fuzz, libFuzzer) for --secs
+    /// each; prints the executions per target, fails on a crash.
+    Fuzz(fuzz::Args),
     /// The kernel matrix: the static tracer on Debian's 5.10, 6.1 and 6.12
     /// kernels under qemu and on this host, one table of cases (needs root).
     VmTest(vm::Args),
@@ -124,6 +128,7 @@ fn main() -> Result<()> {
         Task::Test { args } => test(&args),
         Task::Bench(args) => bench::bench(&args),
         Task::Dist(args) => dist::dist(&args),
+        Task::Fuzz(args) => fuzz::fuzz(&args),
         Task::VmTest(args) => {
             setup::setup(Purpose::Run)?;
             vm::vm_test(&args)
@@ -259,6 +264,12 @@ mod tests {
         let Task::Run { debug, args } = cli.task else { panic!("not run") };
         assert!(!debug);
         assert_eq!(args, ["events", "--json"]);
+
+        let cli = Cli::try_parse_from(["xtask", "fuzz", "--secs", "5", "keys"]).unwrap();
+        let Task::Fuzz(f) = cli.task else { panic!("not fuzz") };
+        assert_eq!((f.secs, f.targets), (5, vec!["keys".to_string()]));
+        let Task::Fuzz(f) = Cli::try_parse_from(["xtask", "fuzz"]).unwrap().task else { panic!("not fuzz") };
+        assert_eq!((f.secs, f.targets.len()), (30, 0));
 
         let cli = Cli::try_parse_from(["xtask", "run", "events", "--pid", "1"]).unwrap();
         let Task::Run { args, .. } = cli.task else { panic!("not run") };

@@ -267,6 +267,35 @@ fn bpf_linker() -> Result<()> {
     Ok(())
 }
 
+/// What `cargo xtask fuzz` needs: the pinned nightly (libFuzzer's sanitizer
+/// flags are nightly-only) and cargo-fuzz, installed with `cargo install` when
+/// missing.
+pub fn fuzz_tools() -> Result<()> {
+    nightly_toolchain()?;
+    let mut candidates = vec![PathBuf::from("cargo-fuzz")];
+    if let Some(home) = util::cargo_home() {
+        candidates.push(home.join("bin").join("cargo-fuzz"));
+    }
+    let found = candidates.iter().find_map(|exe| {
+        let out = Command::new(exe).arg("--version").output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    });
+    if let Some(version) = found {
+        println!("ok: {version}");
+        return Ok(());
+    }
+    println!("installing: cargo-fuzz (cargo install, a few minutes) ...");
+    let mut cmd = cargo();
+    cmd.args(["install", "cargo-fuzz", "--locked"]);
+    util::run(
+        &mut cmd,
+        "installing cargo-fuzz",
+        "read cargo's error above (crates.io must be reachable) and rerun `cargo xtask fuzz`",
+    )?;
+    println!("installed: cargo-fuzz");
+    Ok(())
+}
+
 /// What the kernel matrix needs beyond [`setup`]: qemu, cpio, busybox.
 pub fn vm_packages() -> Result<()> {
     apt_packages(is_root(), VM_PACKAGES, true)

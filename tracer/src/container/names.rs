@@ -48,11 +48,9 @@ impl Enricher {
     fn docker(&self, c: &ContainerRef) -> (Option<String>, Option<String>) {
         for root in &self.docker_roots {
             let path = root.join("containers").join(&c.id).join("config.v2.json");
-            let Ok(text) = std::fs::read_to_string(&path) else { continue };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
-            let name = v.get("Name").and_then(|n| n.as_str()).map(|n| n.trim_start_matches('/').to_string());
-            let image = v.pointer("/Config/Image").and_then(|n| n.as_str()).map(str::to_string);
-            return (name, image);
+            let Ok(bytes) = std::fs::read(&path) else { continue };
+            let Some(found) = parse_docker_config(&bytes) else { continue };
+            return found;
         }
         (None, None)
     }
@@ -67,27 +65,36 @@ impl Enricher {
                 if !e.file_name().to_string_lossy().ends_with("-containers") {
                     continue;
                 }
-                let Ok(text) = std::fs::read_to_string(e.path().join("containers.json")) else { continue };
-                let Ok(serde_json::Value::Array(list)) = serde_json::from_str(&text) else { continue };
-                let Some(entry) = list.iter().find(|x| x.get("id").and_then(|i| i.as_str()) == Some(c.id.as_str()))
-                else {
-                    continue;
-                };
-                let meta: serde_json::Value = entry
-                    .get("metadata")
-                    .and_then(|m| m.as_str())
-                    .and_then(|m| serde_json::from_str(m).ok())
-                    .unwrap_or_default();
-                let text_of = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-                let name = text_of(&meta, "metadata-name")
-                    .or_else(|| text_of(&meta, "name"))
-                    .or_else(|| entry.pointer("/names/0").and_then(|n| n.as_str()).map(str::to_string));
-                let image = text_of(&meta, "image-name").or_else(|| text_of(entry, "image"));
-                return (name, image);
+                let Ok(bytes) = std::fs::read(e.path().join("containers.json")) else { continue };
+                let Some(found) = parse_storage_containers(&bytes, &c.id) else { continue };
+                return found;
             }
         }
         (None, None)
     }
+}
+
+/// (name, image) from the bytes of Docker's `config.v2.json`; `None` if they are not JSON.
+pub fn parse_docker_config(bytes: &[u8]) -> Option<(Option<String>, Option<String>)> {
+    let v = serde_json::from_slice::<serde_json::Value>(bytes).ok()?;
+    let name = v.get("Name").and_then(|n| n.as_str()).map(|n| n.trim_start_matches('/').to_string());
+    let image = v.pointer("/Config/Image").and_then(|n| n.as_str()).map(str::to_string);
+    Some((name, image))
+}
+
+/// (name, image) of container `id` from the bytes of containers/storage's
+/// `containers.json`; `None` if they are not a JSON array or `id` is not in it.
+pub fn parse_storage_containers(bytes: &[u8], id: &str) -> Option<(Option<String>, Option<String>)> {
+    let Ok(serde_json::Value::Array(list)) = serde_json::from_slice(bytes) else { return None };
+    let entry = list.iter().find(|x| x.get("id").and_then(|i| i.as_str()) == Some(id))?;
+    let meta: serde_json::Value =
+        entry.get("metadata").and_then(|m| m.as_str()).and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default();
+    let text_of = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let name = text_of(&meta, "metadata-name")
+        .or_else(|| text_of(&meta, "name"))
+        .or_else(|| entry.pointer("/names/0").and_then(|n| n.as_str()).map(str::to_string));
+    let image = text_of(&meta, "image-name").or_else(|| text_of(entry, "image"));
+    Some((name, image))
 }
 
 /// How long a container whose name could not be read waits before the next try.
