@@ -10,6 +10,7 @@ mod check;
 mod containers;
 mod daemon;
 mod events;
+mod filters;
 mod hardening;
 mod hostile;
 mod tree;
