@@ -11,6 +11,7 @@ mod containers;
 mod daemon;
 mod events;
 mod faults;
+mod filters;
 mod hardening;
 mod hostile;
 mod tree;

@@ -180,7 +180,8 @@ impl EventsArgs {
         crate::daemon::protocol::Filter {
             pid: self.filter.pid,
             comm: self.filter.comm.clone(),
-            user: None,
+            user: self.user.clone(),
+            kinds: self.kind.clone(),
             container: self.container.clone(),
             no_threads: self.no_threads,
             no_kthreads: self.no_kthreads,
@@ -198,12 +199,26 @@ impl KernelArgs {
 /// Which processes to show.
 #[derive(Args, Debug, Clone, Default)]
 pub struct FilterArgs {
-    /// Only this process and its descendants.
+    /// Only this process and its descendants. A pid no running process has is an
+    /// error (exit status 1). `events` follows the process that has the pid when it
+    /// starts (pid and start time): a new process that reuses the pid later is not
+    /// followed.
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
-    /// Only processes (threads, for events) whose comm is NAME.
-    #[arg(long, value_name = "NAME")]
+    /// Only processes (threads, for events) whose comm matches GLOB: `*`, `?`,
+    /// `[...]`, `{a,b}` as in the shell; without those, the exact comm (quote it).
+    #[arg(long, value_name = "GLOB", value_parser = comm_glob)]
     pub comm: Option<String>,
+}
+
+/// A `--comm` value that is a valid glob.
+fn comm_glob(s: &str) -> Result<String, String> {
+    crate::events::select::CommGlob::new(s).map(|_| s.to_string())
+}
+
+/// A `--kind` name from the registry.
+fn kind_name(s: &str) -> Result<String, String> {
+    crate::events::select::kind_index(s).map(|_| s.trim().to_string())
 }
 
 #[derive(Args, Debug)]
@@ -214,6 +229,14 @@ pub struct EventsArgs {
     pub client: ClientArgs,
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Only events of these kinds (comma-separated or repeated): fork, clone,
+    /// exec, thread_exit, exit, rename, cgroup, reparent, repair. Lost-event
+    /// notices are always shown.
+    #[arg(long, value_name = "KIND,...", value_delimiter = ',', value_parser = kind_name)]
+    pub kind: Vec<String>,
+    /// Only events of this user's processes (name or uid).
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub user: Option<String>,
     /// Write JSON lines with every field instead of aligned text.
     #[arg(long)]
     pub json: bool,

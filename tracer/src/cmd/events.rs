@@ -23,7 +23,7 @@ use crate::{
         protocol::{LineFormat, Request},
     },
     events::format::{self, Line},
-    events::select::{self, ContainerScope},
+    events::select::{self, ContainerScope, Selector},
     shutdown::Shutdown,
     story::Stories,
     tracker::{self, Outcome, Tracker},
@@ -41,12 +41,12 @@ pub async fn run(args: EventsArgs) -> Result<ExitCode> {
     let mut updates = Vec::with_capacity(4096);
     let mut tracker = Tracker::start(&args.kernel.options(), tracker::engine_config(), &mut updates).await?;
     updates.clear(); // the start-up walk is state, not events
+    let filter = Selector::new(&args.stream_filter(), &tracker.engine).map_err(anyhow::Error::msg)?;
     eprintln!("tracer: tracing process lifecycle events (Ctrl-C to stop)");
 
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout);
     let mut printer = Printer::new(args.json);
-    let filter = args.stream_filter();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     let enrich = args.state.enricher();
     let mut scope = args.container.as_deref().map(|q| ContainerScope::new(q, enrich.clone()));

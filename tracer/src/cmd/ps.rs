@@ -12,6 +12,7 @@ use crate::{
         client::Client,
         protocol::{Filter, Request, SnapshotFormat},
     },
+    events::select::CommGlob,
     render::{self, Containers, Grouping, RenderOptions},
     tracker::{self, Tracker},
 };
@@ -66,7 +67,13 @@ pub async fn run(args: PsArgs) -> Result<ExitCode> {
     log::debug!("tree built in {:?}", t0.elapsed());
     // Release what the walk left pending (process exits held for thread exits).
     tracker.engine.tick(clock::boot_now_ns(), &mut updates);
-    let filter = render::Filter { pid: args.filter.pid, comm: args.filter.comm.clone(), user: args.user.clone() };
+    if let Some(pid) = args.filter.pid
+        && tracker.engine.process(pid).is_none_or(|p| !p.is_alive())
+    {
+        anyhow::bail!("no process with pid {pid} is running");
+    }
+    let comm = args.filter.comm.as_deref().map(CommGlob::new).transpose().map_err(anyhow::Error::msg)?;
+    let filter = render::Filter { pid: args.filter.pid, comm, user: args.user.clone() };
     let grouping = Grouping { by_container: args.containers, container: args.container.clone() };
     let enrich = args.state.enricher();
     let cx = Containers::build(&tracker.engine, &tracker.cgroups, |c| enrich.lookup(c));

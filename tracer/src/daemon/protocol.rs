@@ -64,15 +64,21 @@ pub enum LineFormat {
 #[derive(Debug, Default, Deserialize, Serialize, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
-    /// This process and its descendants.
+    /// This process and its descendants. Subscriptions follow the live process
+    /// with this pid when they start (by its start time): a later process that
+    /// reuses the pid is not followed; none with it is an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
-    /// Exact comm.
+    /// Comm: a shell glob (`*`, `?`, `[...]`, `{a,b}`); without those, the exact comm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comm: Option<String>,
-    /// User name or uid (snapshots only).
+    /// User name or uid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Only events of these kinds (subscriptions only; empty: all). Names as in
+    /// the events' `kind` field; `lost` and `missed` lines always come.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<String>,
     /// Only processes of the containers this names: short id, id prefix or name
     /// (snapshots: grouped by container as with `by_container`; subscriptions: the
     /// events of their processes, or their stories).

@@ -72,7 +72,10 @@ enum Reply {
 }
 
 struct Subscriber {
-    filter: Filter,
+    /// The subscription's filter, resolved (`sel.filter` is as asked).
+    sel: select::Selector,
+    /// The same filter for its snapshots.
+    view: render::Filter,
     /// `filter.container`, resolved per cgroup.
     scope: Option<select::ContainerScope>,
     format: LineFormat,
@@ -461,8 +464,20 @@ fn to_line(v: &serde_json::Value) -> Vec<u8> {
     l
 }
 
-fn render_filter(f: &Filter) -> render::Filter {
-    render::Filter { pid: f.pid, comm: f.comm.clone(), user: f.user.clone() }
+fn render_filter(f: &Filter) -> Result<render::Filter, String> {
+    let comm = f.comm.as_deref().map(select::CommGlob::new).transpose()?;
+    Ok(render::Filter { pid: f.pid, comm, user: f.user.clone() })
+}
+
+/// A snapshot request's filter, or the error line to answer with: a bad comm
+/// glob, or a pid no live process has (as `ps -p` fails for one).
+fn snapshot_filter(f: &Filter, engine: &crate::engine::Engine) -> Result<render::Filter, Vec<u8>> {
+    if let Some(pid) = f.pid
+        && engine.process(pid).is_none_or(|p| !p.is_alive())
+    {
+        return Err(protocol::error_line(&format!("no process with pid {pid} is running")));
+    }
+    render_filter(f).map_err(|e| protocol::error_line(&e))
 }
 
 /// The containers of the source's processes, names from the cache.
@@ -506,7 +521,10 @@ fn answer<S: Source>(
         }
         Request::Snapshot { format, filter, show_exited, by_container } => {
             let opts = RenderOptions::local(show_exited);
-            let f = render_filter(&filter);
+            let f = match snapshot_filter(&filter, engine) {
+                Ok(f) => f,
+                Err(line) => return Reply::Line(line),
+            };
             let g = render::Grouping { by_container, container: filter.container.clone() };
             let cx = containers(source, names);
             Reply::Line(to_line(&match format {
@@ -521,13 +539,18 @@ fn answer<S: Source>(
             Reply::Line(protocol::error_line("filter.container is empty: give a short id, an id prefix or a name"))
         }
         Request::Subscribe { format, filter } => {
+            let (sel, view) =
+                match select::Selector::new(&filter, engine).and_then(|s| Ok((s, render_filter(&filter)?))) {
+                    Ok(v) => v,
+                    Err(e) => return Reply::Line(protocol::error_line(&e)),
+                };
             let outbox = Arc::new(Outbox::new(limits.queue));
             let cx = containers(source, names);
             let g = render::Grouping::default();
-            let snap = render::json_in(engine, &cx, &render_filter(&filter), &g, &RenderOptions::local(true));
+            let snap = render::json_in(engine, &cx, &view, &g, &RenderOptions::local(true));
             let first = to_line(&json!({"ok": true, "snapshot": snap}));
             let scope = filter.container.as_deref().map(|q| select::ContainerScope::new(q, enrich.clone()));
-            subs.push(Subscriber { filter, scope, format, outbox: outbox.clone(), missed: 0, stalled_since: None });
+            subs.push(Subscriber { sel, view, scope, format, outbox: outbox.clone(), missed: 0, stalled_since: None });
             Reply::Subscribed { first, outbox, latency: lat.socket.clone() }
         }
         Request::Containers => {
@@ -551,8 +574,8 @@ fn dispatch<S: Source>(
     }
     let engine = source.engine();
     bufs.clear();
-    for s in subs.iter_mut().filter(|s| !s.filter.containers) {
-        let Some(line) = select::line_for(engine, &s.filter, u) else { continue };
+    for s in subs.iter_mut().filter(|s| !s.sel.filter.containers) {
+        let Some(line) = select::line_for(engine, &s.sel, u) else { continue };
         if s.scope.as_mut().is_some_and(|sc| !sc.admits(engine, source.cgroups(), u)) {
             continue;
         }
@@ -565,7 +588,7 @@ fn dispatch<S: Source>(
 fn tell(subs: &mut [Subscriber], told: &mut Vec<Story>, boot: &clock::WallMap) {
     for story in told.drain(..) {
         let (mut as_json, mut as_text) = (None, None);
-        for s in subs.iter_mut().filter(|s| s.filter.containers) {
+        for s in subs.iter_mut().filter(|s| s.sel.filter.containers) {
             if s.scope.as_ref().is_some_and(|sc| !sc.admits_story(&story)) {
                 continue;
             }
@@ -673,8 +696,7 @@ fn resync<S: Source>(subs: &mut Vec<Subscriber>, source: &S, names: &mut render:
         if s.outbox.pending() <= limits.queue / 2 {
             let cx = containers(source, names);
             let g = render::Grouping::default();
-            let snap =
-                render::json_in(source.engine(), &cx, &render_filter(&s.filter), &g, &RenderOptions::local(true));
+            let snap = render::json_in(source.engine(), &cx, &s.view, &g, &RenderOptions::local(true));
             let notice = to_line(&json!({"missed": s.missed, "snapshot": snap}));
             if s.outbox.push_anyway(&notice) {
                 s.missed = 0;

@@ -13,38 +13,22 @@ use crate::{
 /// Something the event stream shows: a kernel event, or one the tracker derived.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Line<'a> {
-    Event(&'a Event),
+    /// A kernel event, and for an exec the comm of the process's parent in the
+    /// engine's tree at the exec (when the engine has it).
+    Event(&'a Event, Option<Comm>),
     /// A process was moved to a new parent because its parent exited.
-    Reparent {
-        ts_ns: u64,
-        child: ProcRef,
-        comm: Comm,
-        uid: u32,
-        old_ppid: u32,
-        new_ppid: u32,
-    },
+    Reparent { ts_ns: u64, child: ProcRef, comm: Comm, uid: u32, old_ppid: u32, new_ppid: u32 },
     /// The kernel side could not write `lost` records.
-    Lost {
-        ts_ns: u64,
-        lost: u64,
-        total: u64,
-    },
+    Lost { ts_ns: u64, lost: u64, total: u64 },
     /// A repair walk after lost records changed a process: `what` says how.
-    Repaired {
-        ts_ns: u64,
-        proc: ProcRef,
-        comm: Comm,
-        uid: u32,
-        ppid: u32,
-        what: &'static str,
-    },
+    Repaired { ts_ns: u64, proc: ProcRef, comm: Comm, uid: u32, ppid: u32, what: &'static str },
 }
 
 impl Line<'_> {
     /// The kind shown in the EVENT column and the JSON `kind` field.
     pub fn kind(&self) -> &'static str {
         match self {
-            Line::Event(ev) => ev.body.name(),
+            Line::Event(ev, _) => ev.body.name(),
             Line::Reparent { .. } => "reparent",
             Line::Lost { .. } => "lost",
             Line::Repaired { .. } => "repair",
@@ -80,7 +64,7 @@ fn argv_text(out: &mut String, argv: &Argv) {
 pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
     let mut out = String::with_capacity(128);
     match line {
-        Line::Event(ev) => {
+        Line::Event(ev, parent) => {
             let t = &ev.task;
             let _ = write!(
                 out,
@@ -110,9 +94,17 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
                     if *old_tid != t.tid {
                         let _ = write!(out, " (exec from thread {old_tid})");
                     }
+                    if let Some(p) = parent {
+                        out.push_str(" parent ");
+                        escape::push_bytes(&mut out, p.as_bytes());
+                        let _ = write!(out, "[{}]", t.ppid);
+                    }
                 }
-                Body::ThreadExit { status } | Body::ProcessExit { status, .. } => {
+                Body::ThreadExit { status } => {
                     let _ = write!(out, "{status}");
+                }
+                Body::ProcessExit { status, .. } => {
+                    let _ = write!(out, "{status} after {}", duration_text(ev.lifetime_ns()));
                 }
                 Body::Rename { new_comm } => {
                     escape::push_bytes(&mut out, t.comm.as_bytes());
@@ -176,6 +168,18 @@ pub fn text(line: &Line<'_>, boot_epoch_ns: i128) -> String {
     out
 }
 
+/// A duration for people: `850 us`, `12.3 ms`, `1.23 s`, `12 min 05 s`, `3 h 02 min`.
+pub fn duration_text(ns: u64) -> String {
+    const S: u64 = 1_000_000_000;
+    match ns {
+        0..1_000_000 => format!("{} us", ns / 1_000),
+        1_000_000..S => format!("{:.1} ms", ns as f64 / 1e6),
+        S..60_000_000_000 => format!("{:.2} s", ns as f64 / 1e9),
+        60_000_000_000..3_600_000_000_000 => format!("{} min {:02} s", ns / (60 * S), ns / S % 60),
+        _ => format!("{} h {:02} min", ns / (3600 * S), ns / (60 * S) % 60),
+    }
+}
+
 /// Writes JSON lines, one object per [`Line`], with every field at top level.
 ///
 /// Serializes straight into the output buffer (no intermediate maps) and formats
@@ -222,10 +226,10 @@ impl JsonWriter {
     /// Appends one JSON object and a newline to `out`.
     pub fn write(&mut self, line: &Line<'_>, out: &mut Vec<u8>) {
         let r = match line {
-            Line::Event(ev) => {
+            Line::Event(ev, parent) => {
                 let time = self.time(ev.ts_ns);
                 users::name(ev.task.uid)
-                    .with_str(|user| crate::events::json::write_event(out, ev, time.as_str(), user));
+                    .with_str(|user| crate::events::json::write_event(out, ev, time.as_str(), user, parent.as_ref()));
                 Ok(())
             }
             Line::Reparent { ts_ns, child, comm, uid, old_ppid, new_ppid } => serde_json::to_writer(
@@ -341,14 +345,31 @@ mod tests {
         let mut t = tk(5, 5, 1);
         t.comm = Comm::from_str_lossy("a\u{1b}[2J\u{7}");
         let lines = [
-            text(&Line::Event(&rename(1, t, "b\u{9b}1m\\")), 0),
-            text(&Line::Event(&exec(2, t, 5, "/tmp/x\ny", &["x", "\u{1b}]52;c;aGk=\u{7}"])), 0),
+            text(&Line::Event(&rename(1, t, "b\u{9b}1m\\"), None), 0),
+            text(&Line::Event(&exec(2, t, 5, "/tmp/x\ny", &["x", "\u{1b}]52;c;aGk=\u{7}"]), None), 0),
         ];
         for l in &lines {
             assert!(!l.chars().any(char::is_control), "{l:?}");
         }
         assert!(lines[0].contains("a\\x1b[2J\\x07 -> b\\xc2\\x9b1m\\\\"), "{}", lines[0]);
         assert!(lines[1].ends_with("/tmp/x\\ny: x \\x1b]52;c;aGk=\\x07"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn exec_names_its_parent_and_exit_its_lifetime() {
+        let mut t = tk(5, 5, 4);
+        t.comm = Comm::from_str_lossy("sleep");
+        let e = exec(2, t, 5, "/bin/sleep", &["sleep", "1"]);
+        let line = text(&Line::Event(&e, Some(Comm::from_str_lossy("s\u{1b}h"))), 0);
+        assert!(line.ends_with("/bin/sleep: sleep 1 parent s\\x1bh[4]"), "{line}");
+        t.proc_start_ns = 1_000_000_000;
+        let e = crate::engine::testkit::pexit(3_340_000_000, t, 0, None);
+        let line = text(&Line::Event(&e, None), 0);
+        assert!(line.ends_with("exit 0 after 2.34 s"), "{line}");
+        let cases = [(850_000, "850 us"), (12_345_678, "12.3 ms"), (61_000_000_000, "1 min 01 s")];
+        for (ns, want) in cases.into_iter().chain([(3_720_000_000_000, "1 h 02 min")]) {
+            assert_eq!(duration_text(ns), want);
+        }
     }
 
     #[test]

@@ -10,8 +10,9 @@
 use crate::events::{Argv, Body, Comm, Event, ExitStatus, ProcRef, signal_name};
 
 /// Appends `ev` as one JSON object (no newline). `time` is its RFC 3339 text,
-/// `user` the name of `ev.task.uid`.
-pub fn write_event(out: &mut Vec<u8>, ev: &Event, time: &str, user: &str) {
+/// `user` the name of `ev.task.uid`, `parent_comm` (execs only) the comm of the
+/// exec'ing process's parent in the engine's tree at the exec, when it is there.
+pub fn write_event(out: &mut Vec<u8>, ev: &Event, time: &str, user: &str, parent_comm: Option<&Comm>) {
     let t = &ev.task;
     out.extend_from_slice(b"{\"kind\":\"");
     out.extend_from_slice(ev.body.name().as_bytes());
@@ -45,6 +46,11 @@ pub fn write_event(out: &mut Vec<u8>, ev: &Event, time: &str, user: &str) {
             string(out, filename.as_bytes());
             boolean(out, b",\"filename_truncated\":", *filename_truncated);
             argv_fields(out, argv);
+            out.extend_from_slice(b",\"parent_comm\":");
+            match parent_comm {
+                Some(c) => comm(out, c),
+                None => out.extend_from_slice(b"null"),
+            }
         }
         Body::ThreadExit { status } => status_field(out, status),
         Body::ProcessExit { status, reaper } => {
@@ -52,6 +58,7 @@ pub fn write_event(out: &mut Vec<u8>, ev: &Event, time: &str, user: &str) {
             if let Some(r) = reaper {
                 proc_ref(out, b",\"reaper\":", r);
             }
+            num(out, b",\"lifetime_ns\":", ev.lifetime_ns());
         }
         Body::Rename { new_comm } => {
             out.extend_from_slice(b",\"new_comm\":");
@@ -194,6 +201,7 @@ mod tests {
         ev: &'a Event,
         time: &'a str,
         user: &'a str,
+        parent_comm: Option<Comm>,
     }
 
     impl Serialize for JsonEvent<'_> {
@@ -231,6 +239,7 @@ mod tests {
                     m.serialize_entry("filename", filename)?;
                     m.serialize_entry("filename_truncated", filename_truncated)?;
                     argv_entries(&mut m, argv)?;
+                    m.serialize_entry("parent_comm", &self.parent_comm)?;
                 }
                 Body::ThreadExit { status } => m.serialize_entry("status", status)?,
                 Body::ProcessExit { status, reaper } => {
@@ -238,6 +247,7 @@ mod tests {
                     if let Some(r) = reaper {
                         m.serialize_entry("reaper", r)?;
                     }
+                    m.serialize_entry("lifetime_ns", &ev.ts_ns.saturating_sub(t.proc_start_ns))?;
                 }
                 Body::Rename { new_comm } => m.serialize_entry("new_comm", new_comm)?,
                 Body::CgroupAttach { threadgroup, path } => {
@@ -265,8 +275,8 @@ mod tests {
         m.serialize_entry("argv_unreadable", &argv.unreadable)
     }
 
-    fn event_json_via_serde(ev: &Event, time: &str, user: &str) -> Vec<u8> {
-        serde_json::to_vec(&JsonEvent { ev, time, user }).unwrap()
+    fn event_json_via_serde(ev: &Event, time: &str, user: &str, parent_comm: Option<Comm>) -> Vec<u8> {
+        serde_json::to_vec(&JsonEvent { ev, time, user, parent_comm }).unwrap()
     }
 
     fn task(comm: &[u8]) -> TaskInfo {
@@ -338,14 +348,21 @@ mod tests {
     #[test]
     fn byte_for_byte_what_serde_json_writes() {
         for ev in events() {
-            for user in ["root", "we\"ird\u{1b}", "1000"] {
+            let parents = [None, Some(Comm::from_str_lossy("sh")), Some(Comm::from_str_lossy("a\"\u{1b}\\"))];
+            for (user, parent) in ["root", "we\"ird\u{1b}", "1000"].into_iter().zip(parents) {
                 let time = "2026-12-02T14:51:08.464774392Z";
                 let mut fast = Vec::new();
-                write_event(&mut fast, &ev, time, user);
-                let slow = event_json_via_serde(&ev, time, user);
+                write_event(&mut fast, &ev, time, user, parent.as_ref());
+                let slow = event_json_via_serde(&ev, time, user, parent);
                 assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&slow), "{ev:?}");
                 let parsed: serde_json::Value = serde_json::from_slice(&fast).expect("valid JSON");
                 assert_eq!(parsed["pid"], 4242);
+                if let Body::ProcessExit { .. } = ev.body {
+                    assert_eq!(parsed["lifetime_ns"], ev.ts_ns.saturating_sub(ev.task.proc_start_ns));
+                }
+                if let Body::Exec { .. } = ev.body {
+                    assert_eq!(parsed["parent_comm"].as_str(), parent.map(|c| c.to_string()).as_deref());
+                }
             }
         }
     }

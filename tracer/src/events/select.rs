@@ -6,42 +6,189 @@ use std::time::Instant;
 use crate::{
     container::{self, Enricher, NameCache},
     daemon::protocol::Filter,
-    engine::{Engine, FxHashMap, GoneReason, Origin, Update},
+    engine::{Engine, FxHashMap, GoneReason, Origin, Process, Update},
     events::format::Line,
-    events::{Body, TaskInfo},
+    events::{Body, Comm, ProcRef, TaskInfo, kinds},
     render::Known,
     story::Story,
     tracker::Cgroups,
 };
 
-/// The line `u` shows as under `filter`, if any.
-pub fn line_for<'a>(engine: &Engine, filter: &Filter, u: &'a Update) -> Option<Line<'a>> {
+/// A comm pattern: a shell glob (`*`, `?`, `[...]`, `{a,b}`) matched against the
+/// whole comm; a pattern with none of those is the exact comm.
+#[derive(Clone, Debug)]
+pub struct CommGlob {
+    text: String,
+    matcher: globset::GlobMatcher,
+}
+
+impl CommGlob {
+    pub fn new(pattern: &str) -> Result<CommGlob, String> {
+        let glob = globset::GlobBuilder::new(pattern)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| format!("--comm {pattern:?} is not a glob pattern ({e}): use *, ?, [...] or {{a,b}}"))?;
+        Ok(CommGlob { text: pattern.to_string(), matcher: glob.compile_matcher() })
+    }
+
+    /// Whether a comm (its bytes, UTF-8 or not) matches.
+    pub fn matches(&self, comm: &Comm) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        self.matcher.is_match(std::ffi::OsStr::from_bytes(comm.as_bytes()))
+    }
+}
+
+impl PartialEq for CommGlob {
+    fn eq(&self, other: &CommGlob) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for CommGlob {}
+
+/// The kinds `--kind` takes: every record kind the stream shows (the registry's,
+/// `tracer_abi::KINDS`, but the walk's snapshots and the cgroup paths, which
+/// are state, not lines), then `reparent` and `repair`.
+/// `lost` and `missed` lines are always shown: they say the stream is incomplete.
+pub fn selectable_kinds() -> impl Iterator<Item = &'static str> {
+    tracer_abi::KINDS
+        .iter()
+        .map(|k| k.name)
+        .filter(|k| !["snapshot", "cgroup_path"].contains(k))
+        .chain(["reparent", "repair"])
+}
+
+/// The index ([`kinds::index`]) of a kind `--kind` takes, or a one-line error naming them all.
+pub fn kind_index(name: &str) -> Result<usize, String> {
+    let name = name.trim();
+    match selectable_kinds().find(|k| *k == name).and_then(kinds::index) {
+        Some(i) => Ok(i),
+        None => Err(format!(
+            "unknown event kind {name:?}: choose from {}",
+            selectable_kinds().collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+const _: () = assert!(kinds::COUNT <= 64, "kind masks are u64");
+
+/// A stream filter ready for use: kinds as a mask, the comm glob compiled, the
+/// user as a uid, and `pid` pinned to the identity (pid and start time) of the
+/// live process with that pid when the selector is made: a later process that
+/// reuses the pid is not followed.
+#[derive(Clone, Debug)]
+pub struct Selector {
+    pub filter: Filter,
+    /// Bit [`kinds::index`] set for each kind shown; 0: all.
+    kinds: u64,
+    comm: Option<CommGlob>,
+    uid: Option<u32>,
+    root: Option<ProcRef>,
+}
+
+impl Selector {
+    /// Checks and resolves `filter` against the engine's tree now; the error is one
+    /// line that says what is wrong.
+    pub fn new(filter: &Filter, engine: &Engine) -> Result<Selector, String> {
+        let mut kinds = 0u64;
+        for k in &filter.kinds {
+            kinds |= 1 << kind_index(k)?;
+        }
+        let comm = filter.comm.as_deref().map(CommGlob::new).transpose()?;
+        let uid = filter.user.as_deref().map(uid_of).transpose()?;
+        let root = match filter.pid {
+            None => None,
+            Some(pid) => match engine.process(pid).filter(|p| p.is_alive()) {
+                Some(p) => Some(p.id()),
+                None => return Err(format!("no process with pid {pid} is running")),
+            },
+        };
+        Ok(Selector { filter: filter.clone(), kinds, comm, uid, root })
+    }
+
+    fn kind_shown(&self, name: &str) -> bool {
+        self.kinds == 0 || kinds::index(name).is_some_and(|i| self.kinds & (1 << i) != 0)
+    }
+
+    fn comm_ok(&self, comm: &Comm) -> bool {
+        self.comm.as_ref().is_none_or(|g| g.matches(comm))
+    }
+
+    fn uid_ok(&self, uid: u32) -> bool {
+        self.uid.is_none_or(|u| u == uid)
+    }
+
+    /// Whether the process `id` (with parent `parent`, when the engine does not
+    /// have it) is the followed process or descends from it (always, without one).
+    fn in_scope(&self, engine: &Engine, id: ProcRef, parent: Option<ProcRef>) -> bool {
+        let Some(root) = self.root else { return true };
+        if id == root || parent == Some(root) {
+            return true;
+        }
+        match engine.get(id) {
+            Some(p) => engine.descends_from(p, root),
+            None => parent.and_then(|r| engine.get(r)).is_some_and(|p| engine.descends_from(p, root)),
+        }
+    }
+
+    /// Like [`Selector::in_scope`] for a pid alone (the latest process with it).
+    fn pid_in_scope(&self, engine: &Engine, pid: u32) -> bool {
+        self.root.is_none() || engine.process(pid).is_some_and(|p| self.in_scope(engine, p.id(), p.parent()))
+    }
+}
+
+/// A user name (through NSS, as `ps -u` has it) or a uid in decimal, as a uid.
+fn uid_of(user: &str) -> Result<u32, String> {
+    let user = user.trim();
+    if let Ok(uid) = user.parse::<u32>() {
+        return Ok(uid);
+    }
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(u)) => Ok(u.uid.as_raw()),
+        Ok(None) => Err(format!("--user {user:?}: no such user (give a user name or a uid)")),
+        Err(e) => Err(format!("--user {user:?}: looking the user up failed ({e}); give a uid instead")),
+    }
+}
+
+/// The line `u` shows as under `sel`, if any.
+pub fn line_for<'a>(engine: &Engine, sel: &Selector, u: &'a Update) -> Option<Line<'a>> {
+    let filter = &sel.filter;
     match u {
         Update::Event(ev) => {
-            if matches!(ev.body, Body::Snapshot { .. }) {
+            if matches!(ev.body, Body::Snapshot { .. }) || !sel.kind_shown(ev.body.name()) {
                 return None;
             }
             if filter.no_threads && matches!(ev.body, Body::Clone { .. } | Body::ThreadExit { .. }) {
                 return None;
             }
-            if filter.no_kthreads && ev.task.kthread {
+            let t = &ev.task;
+            if (filter.no_kthreads && t.kthread) || !sel.uid_ok(t.uid) {
                 return None;
             }
-            if let Some(comm) = &filter.comm {
-                let now = ev.task.comm.as_bytes() == comm.as_bytes();
-                let renamed = matches!(&ev.body, Body::Rename { new_comm } if new_comm.as_bytes() == comm.as_bytes());
-                if !now && !renamed {
-                    return None;
-                }
+            let renamed_to = |c: &CommGlob| matches!(&ev.body, Body::Rename { new_comm } if c.matches(new_comm));
+            if let Some(c) = &sel.comm
+                && !c.matches(&t.comm)
+                && !renamed_to(c)
+            {
+                return None;
             }
-            in_scope(filter, engine, ev.task.pid).then_some(Line::Event(ev))
+            let id = ProcRef { pid: t.pid, start_ns: t.proc_start_ns };
+            let parent = ProcRef { pid: t.ppid, start_ns: t.parent_start_ns };
+            if !sel.in_scope(engine, id, Some(parent)) {
+                return None;
+            }
+            let parent_comm = match ev.body {
+                Body::Exec { .. } => engine.get(parent).map(|p| p.comm),
+                _ => None,
+            };
+            Some(Line::Event(ev, parent_comm))
         }
         Update::Reparent { child, old_ppid, new_ppid, ts_ns } => {
             let p = engine.get(*child)?;
-            if !in_scope(filter, engine, child.pid) && !in_scope(filter, engine, *old_ppid) {
+            if !sel.kind_shown("reparent") || !sel.comm_ok(&p.comm) || !sel.uid_ok(p.uid) {
                 return None;
             }
-            if filter.comm.as_ref().is_some_and(|c| p.comm.as_bytes() != c.as_bytes()) {
+            if !sel.in_scope(engine, *child, None) && !sel.pid_in_scope(engine, *old_ppid) {
                 return None;
             }
             Some(Line::Reparent {
@@ -55,9 +202,7 @@ pub fn line_for<'a>(engine: &Engine, filter: &Filter, u: &'a Update) -> Option<L
         }
         Update::Added { proc, ts_ns, origin } => {
             let p = engine.get(*proc)?;
-            if !in_scope(filter, engine, proc.pid)
-                || filter.comm.as_ref().is_some_and(|c| p.comm.as_bytes() != c.as_bytes())
-            {
+            if !repair_shown(sel, engine, p) {
                 return None;
             }
             let what = match origin {
@@ -70,9 +215,7 @@ pub fn line_for<'a>(engine: &Engine, filter: &Filter, u: &'a Update) -> Option<L
         }
         Update::Gone { proc, ts_ns, reason } => {
             let p = engine.get(*proc)?;
-            if !in_scope(filter, engine, proc.pid)
-                || filter.comm.as_ref().is_some_and(|c| p.comm.as_bytes() != c.as_bytes())
-            {
+            if !repair_shown(sel, engine, p) {
                 return None;
             }
             let what = match reason {
@@ -85,12 +228,9 @@ pub fn line_for<'a>(engine: &Engine, filter: &Filter, u: &'a Update) -> Option<L
     }
 }
 
-/// Whether `pid` is the filter's process or one of its descendants (always, without one).
-pub fn in_scope(filter: &Filter, engine: &Engine, pid: u32) -> bool {
-    match filter.pid {
-        None => true,
-        Some(root) => pid == root || engine.is_descendant(pid, root),
-    }
+/// Whether a repair of process `p` is shown.
+fn repair_shown(sel: &Selector, engine: &Engine, p: &Process) -> bool {
+    sel.kind_shown("repair") && sel.comm_ok(&p.comm) && sel.uid_ok(p.uid) && sel.in_scope(engine, p.id(), p.parent())
 }
 
 /// An event stream narrowed to one container (`--container ID`: its short id, a
@@ -267,6 +407,106 @@ mod tests {
         assert!(s.admits(&e, &cgroups, &ev(task(401, 1, 903, 1, 3))));
         let a = crate::container::Attribution::build(&e, &cgroups);
         assert_eq!(a.of_cgroup(3).map(|c| c.id.as_str()), Some("mybox"));
+    }
+
+    /// init 1, sh 100 under it, 101 under sh: the lines of `evs` under `f`, as (kind, pid).
+    fn shown(f: &Filter, evs: Vec<crate::events::Event>) -> Result<Vec<(&'static str, u32)>, String> {
+        let mut e = Engine::new(EngineConfig { passwd: None, ..Default::default() });
+        let mut out = Vec::new();
+        for t in [tk(1, 1, 0), tk(100, 100, 1), tk(101, 101, 100)] {
+            e.apply(fork(MS, t), &mut out);
+        }
+        let sel = Selector::new(f, &e)?;
+        let mut lines = Vec::new();
+        for ev in evs {
+            out.clear();
+            e.apply(ev, &mut out);
+            for u in &out {
+                if let Some(l) = line_for(&e, &sel, u) {
+                    let pid = match &l {
+                        Line::Event(ev, _) => ev.task.pid,
+                        _ => 0,
+                    };
+                    lines.push((l.kind(), pid));
+                }
+            }
+        }
+        Ok(lines)
+    }
+
+    #[test]
+    fn kinds_comm_glob_and_user() {
+        let mut sleep = tk(102, 102, 101);
+        sleep.comm = Comm::from_str_lossy("sleep");
+        let evs = || {
+            let mut root = tk(103, 103, 1);
+            root.uid = 0;
+            vec![fork(MS, tk(102, 102, 101)), exec(MS, sleep, 102, "/bin/sleep", &["sleep"]), fork(MS, root)]
+        };
+        let kinds = |k: &[&str]| Filter { kinds: k.iter().map(|s| s.to_string()).collect(), ..Filter::default() };
+        assert_eq!(shown(&kinds(&["exec"]), evs()), Ok(vec![("exec", 102)]));
+        assert_eq!(shown(&kinds(&["fork", "exec"]), evs()), Ok(vec![("fork", 102), ("exec", 102), ("fork", 103)]));
+        let e = shown(&kinds(&["exce"]), evs()).unwrap_err();
+        assert!(e.contains("\"exce\"") && e.contains("exec, thread_exit, exit") && !e.contains("snapshot"), "{e}");
+        // The forks are made by (and carry the comm of) sh; the exec is sleep's.
+        let sh_forks = vec![("fork", 102), ("fork", 103)];
+        for (glob, want) in [("sl*p", vec![("exec", 102)]), ("sleep", vec![("exec", 102)]), ("s?", sh_forks)] {
+            assert_eq!(shown(&Filter { comm: Some(glob.into()), ..Filter::default() }, evs()), Ok(want), "{glob}");
+        }
+        assert!(shown(&Filter { comm: Some("[".into()), ..Filter::default() }, evs()).is_err());
+        let user = |u: &str| Filter { user: Some(u.into()), ..Filter::default() };
+        assert_eq!(shown(&user("0"), evs()), Ok(vec![("fork", 103)]));
+        assert_eq!(shown(&user("root"), evs()), Ok(vec![("fork", 103)]));
+        assert!(shown(&user("no-such-user-here"), evs()).unwrap_err().contains("no such user"));
+        // Every kind a line can have can be asked for.
+        for ev in evs() {
+            assert!(kind_index(ev.body.name()).is_ok());
+        }
+    }
+
+    #[test]
+    fn pid_follows_the_process_not_its_number() {
+        let f = Filter { pid: Some(100), ..Filter::default() };
+        // 100's child forks; 100 and 101 exit; a new 100 (another start time) forks.
+        let mut reused = tk(100, 100, 1);
+        reused.proc_start_ns = 7_000_000;
+        reused.start_ns = 7_000_000;
+        let mut grandchild = tk(104, 104, 101);
+        grandchild.parent_start_ns = 101_000;
+        let mut under_reused = tk(105, 105, 100);
+        under_reused.parent_start_ns = 7_000_000;
+        let evs = vec![
+            fork(MS, grandchild),
+            pexit(MS, tk(100, 100, 1), 0, None),
+            fork(MS, reused),
+            fork(MS, under_reused),
+            fork(MS, tk(106, 106, 1)),
+        ];
+        let got = shown(&f, evs).expect("100 is alive");
+        assert_eq!(got, [("fork", 104), ("exit", 100)]);
+        let missing = shown(&Filter { pid: Some(4242), ..Filter::default() }, vec![]).unwrap_err();
+        assert_eq!(missing, "no process with pid 4242 is running");
+    }
+
+    #[test]
+    fn exec_lines_name_the_parent() {
+        let mut e = Engine::new(EngineConfig { passwd: None, ..Default::default() });
+        let mut out = Vec::new();
+        let mut sh = tk(100, 100, 1);
+        sh.comm = Comm::from_str_lossy("bash");
+        e.apply(fork(MS, sh), &mut out);
+        e.apply(fork(MS, tk(101, 101, 100)), &mut out);
+        let sel = Selector::new(&Filter::default(), &e).expect("no filter");
+        out.clear();
+        e.apply(exec(MS, tk(101, 101, 100), 101, "/bin/ls", &["ls"]), &mut out);
+        let parents: Vec<_> = out
+            .iter()
+            .filter_map(|u| match line_for(&e, &sel, u) {
+                Some(Line::Event(_, p)) => Some(p.map(|c| c.to_string())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(parents, [Some("bash".to_string())]);
     }
 
     #[test]

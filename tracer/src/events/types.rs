@@ -312,6 +312,14 @@ pub struct Event {
     pub body: Body,
 }
 
+impl Event {
+    /// How long the event's process had lived at the event (its time minus the
+    /// process's start time), ns: a process exit's lifetime.
+    pub fn lifetime_ns(&self) -> u64 {
+        self.ts_ns.saturating_sub(self.task.proc_start_ns)
+    }
+}
+
 /// The path of a cgroup on the default hierarchy, as the kernel side read it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CgroupPath {

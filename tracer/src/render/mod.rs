@@ -84,8 +84,8 @@ impl Default for RenderOptions {
 pub struct Filter {
     /// This process (live, else the latest exited one) and all its descendants.
     pub pid: Option<u32>,
-    /// Processes whose comm (the leader thread's) is exactly this.
-    pub comm: Option<String>,
+    /// Processes whose comm (the leader thread's) matches this glob.
+    pub comm: Option<crate::events::select::CommGlob>,
     /// Processes of this user: a user name, or a uid in decimal.
     pub user: Option<String>,
 }
@@ -93,7 +93,7 @@ pub struct Filter {
 impl Filter {
     fn matches(&self, p: &Process) -> bool {
         if let Some(c) = &self.comm
-            && p.comm.as_bytes() != c.as_bytes()
+            && !c.matches(&p.comm)
         {
             return false;
         }

@@ -3,7 +3,7 @@
 use super::*;
 use crate::engine::testkit::*;
 use crate::engine::{Engine, UserTable};
-use crate::events::Comm;
+use crate::events::{Comm, select::CommGlob};
 
 const H: u64 = 3600 * SEC;
 /// 2026-05-19T22:00:00Z.
@@ -119,7 +119,9 @@ fn filters() {
     assert_eq!(pids(Filter { pid: Some(500), ..Filter::default() }), [(500, 0), (600, 1), (700, 1)]);
     assert_eq!(pids(Filter { pid: Some(2), ..Filter::default() }), [(2, 0), (3, 1)]);
     assert_eq!(pids(Filter { pid: Some(4242), ..Filter::default() }), []);
-    assert_eq!(pids(Filter { comm: Some("sleep".into()), ..Filter::default() }), [(600, 0)]);
+    assert_eq!(pids(Filter { comm: CommGlob::new("sleep").ok(), ..Filter::default() }), [(600, 0)]);
+    assert_eq!(pids(Filter { comm: CommGlob::new("sl*p").ok(), ..Filter::default() }), [(600, 0)]);
+    assert_eq!(pids(Filter { comm: CommGlob::new("sl?").ok(), ..Filter::default() }), []);
     assert_eq!(pids(Filter { user: Some("alice".into()), ..Filter::default() }), [(500, 0), (600, 1), (700, 1)]);
     assert_eq!(pids(Filter { user: Some("1000".into()), ..Filter::default() }), [(500, 0), (600, 1), (700, 1)]);
     assert_eq!(pids(Filter { user: Some("33".into()), ..Filter::default() }), [(800, 0)]);
