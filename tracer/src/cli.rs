@@ -186,6 +186,7 @@ impl EventsArgs {
             no_threads: self.no_threads,
             no_kthreads: self.no_kthreads,
             containers: self.containers,
+            pid_must_live: false,
         }
     }
 }

@@ -39,6 +39,7 @@ pub async fn run(args: PsArgs) -> Result<ExitCode> {
             comm: args.filter.comm.clone(),
             user: args.user.clone(),
             container: args.container.clone(),
+            pid_must_live: args.filter.pid.is_some(),
             ..Filter::default()
         };
         let request = Request::Snapshot { format, filter, show_exited: false, by_container: args.containers };

@@ -84,6 +84,10 @@ pub struct Filter {
     /// events of their processes, or their stories).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// Snapshots: a `pid` no live process has is an error (as `ps -p` fails),
+    /// rather than an empty tree. `tracer ps --pid` asks for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pid_must_live: bool,
     /// Leave out thread creations and exits (subscriptions only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_threads: bool,

@@ -470,9 +470,11 @@ fn render_filter(f: &Filter) -> Result<render::Filter, String> {
 }
 
 /// A snapshot request's filter, or the error line to answer with: a bad comm
-/// glob, or a pid no live process has (as `ps -p` fails for one).
+/// glob, or, when the request says so, a pid no live process has (as `ps -p`
+/// fails for one; others get the tree of what is left, perhaps nothing).
 fn snapshot_filter(f: &Filter, engine: &crate::engine::Engine) -> Result<render::Filter, Vec<u8>> {
     if let Some(pid) = f.pid
+        && f.pid_must_live
         && engine.process(pid).is_none_or(|p| !p.is_alive())
     {
         return Err(protocol::error_line(&format!("no process with pid {pid} is running")));

@@ -15,26 +15,29 @@ use crate::{
 };
 
 /// A comm pattern: a shell glob (`*`, `?`, `[...]`, `{a,b}`) matched against the
-/// whole comm; a pattern with none of those is the exact comm.
+/// whole comm; the exact comm matches too (a comm may hold `[` or `*`).
 #[derive(Clone, Debug)]
 pub struct CommGlob {
     text: String,
-    matcher: globset::GlobMatcher,
+    /// `None` when the text is no glob (an unclosed `[`...): then only the exact comm.
+    matcher: Option<globset::GlobMatcher>,
 }
 
 impl CommGlob {
+    /// Never fails: a comm is whatever a process chose, `[` and `*` included, so
+    /// text that is no valid glob still names the comm it spells.
     pub fn new(pattern: &str) -> Result<CommGlob, String> {
-        let glob = globset::GlobBuilder::new(pattern)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| format!("--comm {pattern:?} is not a glob pattern ({e}): use *, ?, [...] or {{a,b}}"))?;
-        Ok(CommGlob { text: pattern.to_string(), matcher: glob.compile_matcher() })
+        let matcher =
+            globset::GlobBuilder::new(pattern).backslash_escape(true).build().ok().map(|g| g.compile_matcher());
+        Ok(CommGlob { text: pattern.to_string(), matcher })
     }
 
-    /// Whether a comm (its bytes, UTF-8 or not) matches.
+    /// Whether a comm (its bytes, UTF-8 or not) is the pattern's text exactly, or
+    /// matches it as a glob.
     pub fn matches(&self, comm: &Comm) -> bool {
         use std::os::unix::ffi::OsStrExt;
-        self.matcher.is_match(std::ffi::OsStr::from_bytes(comm.as_bytes()))
+        comm.as_bytes() == self.text.as_bytes()
+            || self.matcher.as_ref().is_some_and(|m| m.is_match(std::ffi::OsStr::from_bytes(comm.as_bytes())))
     }
 }
 
@@ -453,7 +456,12 @@ mod tests {
         for (glob, want) in [("sl*p", vec![("exec", 102)]), ("sleep", vec![("exec", 102)]), ("s?", sh_forks)] {
             assert_eq!(shown(&Filter { comm: Some(glob.into()), ..Filter::default() }, evs()), Ok(want), "{glob}");
         }
-        assert!(shown(&Filter { comm: Some("[".into()), ..Filter::default() }, evs()).is_err());
+        // No glob (an unclosed `[`): the exact comm only, never an error.
+        assert_eq!(shown(&Filter { comm: Some("[".into()), ..Filter::default() }, evs()), Ok(vec![]));
+        let literal = CommGlob::new("a[1").unwrap();
+        assert!(literal.matches(&Comm::from_str_lossy("a[1")) && !literal.matches(&Comm::from_str_lossy("a1")));
+        // A glob matches its own text as a comm too.
+        assert!(CommGlob::new("h[2J]!").unwrap().matches(&Comm::from_str_lossy("h[2J]!")));
         let user = |u: &str| Filter { user: Some(u.into()), ..Filter::default() };
         assert_eq!(shown(&user("0"), evs()), Ok(vec![("fork", 103)]));
         assert_eq!(shown(&user("root"), evs()), Ok(vec![("fork", 103)]));
