@@ -188,11 +188,15 @@ pub struct JsonWriter {
     wall: clock::WallMap,
     cached_sec: i128,
     cached_prefix: String,
+    /// User names of this second's events: the user table reads the clock and
+    /// takes a lock per look-up, which every event line would pay. Forgotten when
+    /// the second changes, so a renamed user shows within a second.
+    users: crate::engine::FxHashMap<u32, users::UserName>,
 }
 
 impl JsonWriter {
     pub fn new(wall: clock::WallMap) -> JsonWriter {
-        JsonWriter { wall, cached_sec: i128::MIN, cached_prefix: String::new() }
+        JsonWriter { wall, cached_sec: i128::MIN, cached_prefix: String::new(), users: Default::default() }
     }
 
     /// RFC 3339 UTC time of a boot-clock timestamp, with ns, on the stack: the
@@ -207,6 +211,7 @@ impl JsonWriter {
             let full = clock::format_rfc3339(boot_epoch_ns, ts_ns);
             self.cached_prefix = full[..full.len() - 11].to_string();
             self.cached_sec = sec;
+            self.users.clear();
         }
         let mut out = TimeText { buf: [0; TIME_TEXT_MAX], len: 0 };
         let prefix = self.cached_prefix.as_bytes();
@@ -228,7 +233,10 @@ impl JsonWriter {
         let r = match line {
             Line::Event(ev, parent) => {
                 let time = self.time(ev.ts_ns);
-                users::name(ev.task.uid)
+                let uid = ev.task.uid;
+                self.users
+                    .entry(uid)
+                    .or_insert_with(|| users::name(uid))
                     .with_str(|user| crate::events::json::write_event(out, ev, time.as_str(), user, parent.as_ref()));
                 Ok(())
             }
